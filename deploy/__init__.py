@@ -1,0 +1,3 @@
+"""segdeploy: an open, TVM-based re-implementation of a vendor's segmentation deploy workflow."""
+
+__version__ = "0.1.0"
