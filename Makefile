@@ -1,0 +1,51 @@
+# segdeploy — every target installs what it needs on first use (.venv is a prerequisite).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+MODEL   ?= unetpp
+DTYPE   ?= fp32
+SIZE_unetpp := 96
+SIZE_unetpp_nods := 96
+SIZE_r2u_net := 96
+SIZE_unet := 96
+SIZE_unet3p := 128
+SIZE_unet3p_ds := 128
+ONNX    := workspace/zoo/$(MODEL)-$(SIZE_$(MODEL)).onnx
+
+.PHONY: install test test-fast demo compile onnx bench accuracy clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,zoo]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+# The embedded default: train + export the model on synthetic data when its ONNX is missing.
+$(ONNX): | $(STAMP)
+	$(BIN)/deploy zoo prepare $(MODEL)
+
+onnx: $(ONNX)
+
+compile: $(ONNX)
+	$(BIN)/deploy compile build_in/build/official_$(MODEL).yaml --dtype $(DTYPE)
+
+demo: $(ONNX)
+	$(BIN)/python -m deploy.tools.demo --model $(MODEL)
+
+bench: $(STAMP)
+	$(BIN)/python -m deploy.bench
+
+accuracy: $(STAMP)
+	$(BIN)/python -m deploy.zoo.accuracy
+
+clean:
+	rm -rf workspace/deploy_weights workspace/bench workspace/demo
