@@ -39,7 +39,7 @@ def compare_preprocess(build: BuildConfig, vdsp: VdspConfig, images: list[Path |
     for i, img in enumerate(images):
         if isinstance(img, np.ndarray):
             name = f"<array {i}>"
-            a, b = a_pre(img), b_pre(img[..., ::-1] if b_pre.input_order == "BGR" else img)
+            a, b = a_pre.from_rgb(img), b_pre.from_rgb(img)
         else:
             name, a, b = str(img), a_pre.load(img), b_pre.load(img)
         if a.shape != b.shape:

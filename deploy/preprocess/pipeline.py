@@ -103,11 +103,14 @@ class Preprocessor:
             img = STEPS[type(op)](img, op)
         return img
 
+    def from_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Preprocess a decoded RGB image, first putting it in the channel order the spec expects."""
+        return self(rgb[..., ::-1] if self.input_order == "BGR" else rgb)
+
     def load(self, path: str | Path) -> np.ndarray:
         """Decode a file (RGB) and preprocess it; the decode raises ImageReadError naming the path."""
         from deploy.data.image import read_image_rgb
-        img = read_image_rgb(path)
-        return self(img[..., ::-1] if self.input_order == "BGR" else img)
+        return self.from_rgb(read_image_rgb(path))
 
 
 def planar_to_hwc(planar: np.ndarray) -> np.ndarray:
