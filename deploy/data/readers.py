@@ -1,0 +1,190 @@
+"""Folder layouts of the vendor's datasets, calibration sampling and fault-tolerant batch reading.
+
+Layouts `pair_masks` recognises (one rule per folder pair, chosen by how many images it pairs):
+- same name          DSB2018      `images/<id>.png`  ↔ `masks/<id>.png`
+- `<stem>_matte.*`   portrait     `images/<n>.png`   ↔ `masks/<n>_matte.png`
+- `<stem>_mask.*`    Carvana      `imgs/<id>.jpg`    ↔ `masks/<id>_mask.gif`
+- same stem, other extension      `<id>.jpg`         ↔ `<id>.png`
+or an explicit `mask_suffix` (`"_mask.gif"`, `".png"`, `"_matte"` ...). Every listing is sorted by
+file name, so results never depend on the file system's order.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from deploy.data.image import IMAGE_EXTS, ImageReadError, read_image_rgb
+from deploy.errors import DeployError
+
+T = TypeVar("T")
+
+
+class DataWarning(UserWarning):
+    """Something about a dataset worth knowing that does not stop the run (missing masks, few files)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Path | None
+
+
+def _dir(folder: str | os.PathLike, what: str) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DeployError(f"{what} {folder} is not a directory")
+    return folder
+
+
+def _suffix_pattern(suffix: str) -> str:
+    """'png' / '.png' → '.png'; anything with an underscore or a dot inside ('_matte.png') is used as is."""
+    s = suffix.lower()
+    return s if s.startswith((".", "_")) or "." in s else "." + s
+
+
+def list_images(folder: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Files directly in `folder` with an image extension (or ending with `suffix`), sorted by name."""
+    folder = _dir(folder, "image folder")
+    if suffix:
+        pattern = _suffix_pattern(suffix)
+        keep = lambda name: name.lower().endswith(pattern)  # noqa: E731
+    else:
+        keep = lambda name: name.lower().endswith(IMAGE_EXTS)  # noqa: E731
+    with os.scandir(folder) as it:
+        names = [e.name for e in it if not e.name.startswith(".") and keep(e.name) and e.is_file()]
+    return [folder / n for n in sorted(names)]
+
+
+_MASK_TAGS = ("_matte", "_mask")
+# auto rule → the tag between an image's stem and its mask's extension (None: same file name)
+_AUTO_RULES = {"same name": None, "<stem>_matte.*": "_matte", "<stem>_mask.*": "_mask", "same stem": ""}
+
+
+def _rule_candidates(image: Path, rule: str) -> list[str]:
+    """Mask file names (lower case) an image may pair with under one auto rule."""
+    tag = _AUTO_RULES[rule]
+    if tag is None:
+        return [image.name.lower()]
+    return [image.stem.lower() + tag + ext for ext in IMAGE_EXTS]
+
+
+def pair_masks(image_dir: str | os.PathLike, mask_dir: str | os.PathLike | None,
+               mask_suffix: str | None = None) -> list[Sample]:
+    """Pair each image with its mask; the layout is detected unless `mask_suffix` is given.
+
+    An image without a mask is kept with `mask=None` and counted in one DataWarning; a mask folder
+    in which no image finds a mask is a DeployError (wrong folder or suffix). With `mask_dir=None`
+    every sample has `mask=None`. Masks and images may share a folder (`<n>.png` + `<n>_matte.png`).
+    """
+    image_dir = _dir(image_dir, "image folder")
+    if mask_dir is None:
+        return [Sample(p, None) for p in list_images(image_dir)]
+    mask_dir = _dir(mask_dir, "mask folder")
+    same_dir = image_dir.resolve() == mask_dir.resolve()
+    images = list_images(image_dir)
+    masks = {p.name.lower(): p for p in list_images(mask_dir)}
+    tail = _suffix_pattern(mask_suffix) if mask_suffix else None
+    if same_dir:  # the mask files are not images to segment
+        images = [p for p in images if not p.stem.lower().endswith(_MASK_TAGS)
+                  and not (tail and (p.name.lower().endswith(tail) or p.stem.lower().endswith(tail)))]
+    if not images:
+        raise DeployError(f"no images in {image_dir}")
+
+    if tail:
+        rule = f"<stem>{tail}" if tail.endswith(IMAGE_EXTS) else f"<stem>{tail}.*"
+        exts = ("",) if tail.endswith(IMAGE_EXTS) else IMAGE_EXTS
+        find = lambda p: [p.stem.lower() + tail + e for e in exts]  # noqa: E731
+    else:
+        rules = [r for r in _AUTO_RULES if not (same_dir and r in ("same name", "same stem"))]
+        hits = {r: sum(any(c in masks for c in _rule_candidates(p, r)) for p in images) for r in rules}
+        rule = max(rules, key=lambda r: hits[r])  # first rule wins ties
+        find = lambda p: _rule_candidates(p, rule)  # noqa: E731
+
+    samples = []
+    for p in images:
+        mask = next((masks[c] for c in find(p) if c in masks), None)
+        samples.append(Sample(p, mask))
+    missing = [s.image for s in samples if s.mask is None]
+    if len(missing) == len(samples):
+        tried = rule if tail else ", ".join(_AUTO_RULES)
+        raise DeployError(f"no image in {image_dir} has a mask in {mask_dir} (mask names tried: {tried}; "
+                          "pass the mask suffix, e.g. '_mask.gif', if the layout differs)")
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(samples)} images in {image_dir} have no mask in {mask_dir} "
+                      f"(rule {rule}), e.g. {missing[0].name}; they are kept with mask=None",
+                      DataWarning, stacklevel=2)
+    return samples
+
+
+def select_calibration(folder: str | os.PathLike, suffix: str | None, num: int, seed: int = 0) -> list[Path]:
+    """`num` files of `folder` ending with `suffix`: a seeded choice from the sorted listing, returned sorted.
+
+    Fewer files than `num` → all of them, with a DataWarning; none → DeployError naming folder and suffix.
+    """
+    if num < 1:
+        raise DeployError(f"calibration image count must be at least 1, got {num}")
+    files = list_images(folder, suffix)
+    if not files:
+        what = f"ending with {_suffix_pattern(suffix)!r}" if suffix else "with an image extension"
+        raise DeployError(f"no calibration images {what} in {folder}")
+    if len(files) <= num:
+        if len(files) < num:
+            warnings.warn(f"calibration asked for {num} images but {folder} has only {len(files)} "
+                          f"matching {suffix!r}; using all {len(files)}", DataWarning, stacklevel=2)
+        return files
+    idx = np.random.default_rng(seed).choice(len(files), size=num, replace=False)
+    return sorted(files[i] for i in idx)
+
+
+class SkipUnreadable(Generic[T]):
+    """Iterate `(item, reader(item))`, skipping items whose read raises ImageReadError.
+
+    Each skipped item is kept in `.skipped` as `(item, reason)` (the reason names the file), so a
+    run over 10k images finishes and can say which files it left out:
+
+        reads = SkipUnreadable(samples, lambda s: (read_image_rgb(s.image), read_mask(s.mask)))
+        for sample, (img, gt) in reads: ...
+        if reads.skipped: print(reads.summary())
+    """
+
+    def __init__(self, items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb,
+                 catch: tuple[type[BaseException], ...] = (ImageReadError,)) -> None:
+        self.items = list(items)
+        self.reader = reader
+        self.catch = catch
+        self.skipped: list[tuple[T, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[T, Any]]:
+        self.skipped = []
+        for item in self.items:
+            try:
+                value = self.reader(item)
+            except self.catch as e:
+                self.skipped.append((item, str(e)))
+                continue
+            yield item, value
+
+    def summary(self, limit: int = 5) -> str:
+        """One line per skipped file (at most `limit`), after a count: for logs and the CLI."""
+        lines = [f"skipped {len(self.skipped)} of {len(self.items)} unreadable file(s)"]
+        lines += [f"  {reason}" for _, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def read_all(items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb
+             ) -> tuple[list[tuple[T, Any]], list[tuple[T, str]]]:
+    """Read every item: `(ok [(item, value)], skipped [(item, reason)])`; for small sets (holds all in memory)."""
+    reads = SkipUnreadable(items, reader)
+    ok = list(reads)
+    return ok, reads.skipped
