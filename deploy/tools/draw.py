@@ -1,0 +1,95 @@
+"""Pictures for people: mask PNGs, overlays (prediction blended on the source image with the
+contours of GT and prediction) and the per-image IoU histogram. OpenCV only (no matplotlib)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+GT_COLOR = (0, 255, 0)      # RGB: green contour = ground truth
+PRED_COLOR = (255, 40, 40)  # RGB: red contour = prediction
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8 RGB colours; class 1 of a binary model is red, the rest the VOC palette."""
+    pal = np.zeros((max(num_classes, 2), 3), np.uint8)
+    for k in range(len(pal)):
+        c, r, g, b = k, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[k] = (r, g, b)
+    pal[1] = (255, 0, 0)
+    return pal
+
+
+def mask_image(labels: np.ndarray, binary: bool) -> np.ndarray:
+    """What a mask PNG holds: 0/255 for a binary model, class indices otherwise."""
+    return (labels.astype(np.uint8) * 255) if binary else labels.astype(np.uint8)
+
+
+def _contour(canvas: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thickness = max(1, round(min(canvas.shape[:2]) / 256))
+    cv2.drawContours(canvas, contours, -1, color, thickness)
+
+
+def overlay(image_rgb: np.ndarray, pred_labels: np.ndarray, gt_fg: np.ndarray | None = None,
+            alpha: float = 0.45) -> np.ndarray:
+    """(H, W, 3) RGB: predicted classes blended on the image, contours of GT (green) and prediction (red).
+
+    `pred_labels` and `gt_fg` (foreground, bool or labels) must already be at the image's size.
+    """
+    img = np.ascontiguousarray(image_rgb, dtype=np.uint8)
+    labels = np.asarray(pred_labels)
+    if labels.shape != img.shape[:2]:
+        raise ValueError(f"prediction {labels.shape} and image {img.shape[:2]} differ in size")
+    pal = palette(int(labels.max()) + 1)
+    fg = labels > 0
+    out = img.copy()
+    if fg.any():
+        blend = (1 - alpha) * img[fg].astype(np.float32) + alpha * pal[labels[fg]].astype(np.float32)
+        out[fg] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    if gt_fg is not None:
+        _contour(out, np.asarray(gt_fg) > 0, GT_COLOR)
+    _contour(out, fg, PRED_COLOR)
+    return out
+
+
+def histogram(values: Sequence[float], title: str, bins: int = 20, size: tuple[int, int] = (420, 640)
+              ) -> np.ndarray:
+    """(H, W, 3) RGB bar chart of values in [0, 1] (per-image IoU), with axes, counts and a mean line."""
+    h, w = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 60, 20, 40, 50
+    pw, ph = w - left - right, h - top - bottom
+    vals = np.clip(np.asarray(values, dtype=np.float64), 0, 1)
+    counts, edges = np.histogram(vals, bins=bins, range=(0.0, 1.0))
+    peak = max(1, int(counts.max()) if counts.size else 1)
+    font, dark = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40)
+    cv2.putText(img, title, (left, 26), font, 0.6, dark, 1, cv2.LINE_AA)
+    for i, c in enumerate(counts):
+        x0 = left + int(pw * i / bins) + 1
+        x1 = left + int(pw * (i + 1) / bins) - 1
+        y0 = top + ph - int(ph * c / peak)
+        if c:
+            cv2.rectangle(img, (x0, y0), (x1, top + ph), (70, 130, 180), -1)
+            cv2.putText(img, str(int(c)), (x0, max(top + 12, y0 - 4)), font, 0.35, dark, 1, cv2.LINE_AA)
+    cv2.line(img, (left, top + ph), (left + pw, top + ph), dark, 1)
+    cv2.line(img, (left, top), (left, top + ph), dark, 1)
+    for t in np.linspace(0, 1, 6):
+        x = left + int(pw * t)
+        cv2.line(img, (x, top + ph), (x, top + ph + 4), dark, 1)
+        cv2.putText(img, f"{t:.1f}", (x - 10, top + ph + 18), font, 0.4, dark, 1, cv2.LINE_AA)
+    cv2.putText(img, str(peak), (8, top + 10), font, 0.4, dark, 1, cv2.LINE_AA)
+    cv2.putText(img, "0", (40, top + ph), font, 0.4, dark, 1, cv2.LINE_AA)
+    cv2.putText(img, "per-image IoU", (left + pw // 2 - 50, h - 10), font, 0.45, dark, 1, cv2.LINE_AA)
+    if vals.size:
+        x = left + int(pw * float(vals.mean()))
+        cv2.line(img, (x, top), (x, top + ph), (220, 60, 60), 1)
+        cv2.putText(img, f"mean {vals.mean():.3f}", (min(x + 4, w - 110), top + 14), font, 0.4, (220, 60, 60), 1,
+                    cv2.LINE_AA)
+    return img

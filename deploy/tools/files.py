@@ -1,0 +1,61 @@
+"""Atomic output files: written to a hidden temporary beside the target, then `os.replace`d, so an
+interrupted run never leaves a half-written npz/png/csv under its final name."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deploy.errors import DeployError
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    tmp = _tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Uncompressed npz (as `np.savez`, what the vendor tools write and read)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
+def save_image(path: str | os.PathLike, img: np.ndarray, rgb: bool = False) -> Path:
+    """PNG/JPG by the path's extension; `rgb=True` for an (H, W, 3) RGB array (OpenCV writes BGR)."""
+    path = Path(path)
+    if rgb and img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    if not ok:
+        raise DeployError(f"image encoding failed for {path}")
+    return write_bytes(path, buf.tobytes())
+
+
+def npz_ok(path: str | os.PathLike, keys: tuple[str, ...] = ("output_0",)) -> bool:
+    """Whether `path` is a complete npz holding `keys` (a resume check, cheap: a zip's directory is
+    at its end, so a truncated file does not open)."""
+    try:
+        with np.load(path) as z:
+            return all(k in z.files for k in keys)
+    except Exception:  # any unreadable file is simply "not done"
+        return False

@@ -1,0 +1,175 @@
+"""Per-image results (results.csv) and the run summary (summary.json, summary.md, iou_hist.png),
+shared by `deploy run` and `deploy eval` so both routes report the same numbers the same way."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.tools import draw, files
+from deploy.tools.metrics import EMPTY_NOTE
+
+OK = "ok"
+NO_MASK = "no mask"
+BAD_IMAGE = "unreadable image"
+BAD_MASK = "unreadable mask"
+MISSING_OUTPUT = "missing output"
+FIELDS = ("image", "mask", "status", "iou", "dice", "detail")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image's line of results.csv; iou/dice are None when it could not be scored."""
+    image: str
+    status: str
+    iou: float | None = None
+    dice: float | None = None
+    mask: str = ""
+    detail: str = ""
+
+    def csv_line(self) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(
+            [self.image, self.mask, self.status, _num(self.iou), _num(self.dice), self.detail])
+        return buf.getvalue()
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(float(v))  # full precision: a resumed run re-reads these
+
+
+def header() -> str:
+    return ",".join(FIELDS) + "\n"
+
+
+def read_rows(path: str | os.PathLike) -> dict[str, Row]:
+    """results.csv → {image: Row}; a torn last line (the run was killed mid-write) is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    text = path.read_text(errors="replace")
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    rows = {}
+    for rec in csv.DictReader(io.StringIO(text)):
+        try:
+            iou = float(rec["iou"]) if rec.get("iou") else None
+            dice = float(rec["dice"]) if rec.get("dice") else None
+            rows[rec["image"]] = Row(rec["image"], rec["status"], iou, dice, rec.get("mask") or "",
+                                     rec.get("detail") or "")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
+def write_rows(path: str | os.PathLike, rows: list[Row]) -> None:
+    """The whole results.csv, sorted by image name, replaced atomically."""
+    files.write_text(path, header() + "".join(r.csv_line() for r in sorted(rows, key=lambda r: r.image)))
+
+
+class RowAppender:
+    """Appends one line per finished image and flushes it, so an interrupted run loses nothing."""
+
+    def __init__(self, path: str | os.PathLike, rows: list[Row]):
+        write_rows(path, rows)
+        self.f = open(path, "a", newline="")
+
+    def add(self, row: Row) -> None:
+        self.f.write(row.csv_line())
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def summarize(rows: list[Row], **extra) -> dict:
+    """Mean UNET-ZOO IoU/Dice over scored images (raw, and ×100 as the vendor prints) and counts."""
+    scored = [r for r in rows if r.iou is not None]
+    mean_iou = math.fsum(r.iou for r in scored) / len(scored) if scored else None
+    mean_dice = math.fsum(r.dice for r in scored) / len(scored) if scored else None
+    counts = Counter(r.status for r in rows)
+    return {
+        "images": len(rows), "scored": len(scored),
+        "mean_iou": mean_iou, "mean_dice": mean_dice,
+        "mean_iou_x100": None if mean_iou is None else 100 * mean_iou,
+        "mean_dice_x100": None if mean_dice is None else 100 * mean_dice,
+        "status_counts": dict(sorted(counts.items())),
+        "empty_case": EMPTY_NOTE,
+        **extra,
+    }
+
+
+def means_line(s: dict) -> str:
+    """The vendor's closing line (×100), plus the count it is over."""
+    if s["mean_iou"] is None:
+        return f"no image could be scored ({s['images']} images: {_counts(s)})"
+    return (f"mean DIC: {s['mean_dice_x100']:.3f}, mean IoU: {s['mean_iou_x100']:.3f} "
+            f"({s['scored']} of {s['images']} images scored; GT and prediction both empty = IoU/Dice 1)")
+
+
+def _counts(s: dict) -> str:
+    return ", ".join(f"{n} {k}" for k, n in s["status_counts"].items()) or "none"
+
+
+def problems(rows: list[Row], limit: int = 5) -> str:
+    """A short report of the images that were not scored, by reason; '' when there are none."""
+    bad = [r for r in rows if r.status != OK]
+    if not bad:
+        return ""
+    by = Counter(r.status for r in bad)
+    lines = [f"{len(bad)} image(s) not scored: " + ", ".join(f"{n} {k}" for k, n in sorted(by.items()))]
+    lines += [f"  {r.image}: {r.status}" + (f" ({r.detail})" if r.detail else "") for r in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more (see results.csv)")
+    return "\n".join(lines)
+
+
+def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], title: str) -> dict[str, Path]:
+    """summary.json, summary.md and iou_hist.png in `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    ious = [r.iou for r in rows if r.iou is not None]
+    paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md", "hist": out_dir / "iou_hist.png"}
+    files.save_image(paths["hist"], draw.histogram(ious, f"{title}: per-image IoU ({len(ious)} images)"), rgb=True)
+    files.write_text(paths["json"], json.dumps(summary, indent=2, default=str) + "\n")
+    files.write_text(paths["md"], _markdown(summary, rows, title))
+    return paths
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.6f}" if isinstance(v, float) else str(v)
+
+
+def _markdown(s: dict, rows: list[Row], title: str) -> str:
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| mean IoU (UNET-ZOO) | {_fmt(s['mean_iou'])} |", f"| mean Dice (UNET-ZOO) | {_fmt(s['mean_dice'])} |",
+              f"| images scored | {s['scored']} of {s['images']} |"]
+    for k, n in s["status_counts"].items():
+        lines.append(f"| status: {k} | {n} |")
+    for k, v in (s.get("confusion") or {}).items():
+        if k != "class_iou":
+            lines.append(f"| {k} (confusion matrix) | {_fmt(v)} |")
+    for k in ("throughput_ips", "elapsed_s"):
+        if s.get(k) is not None:
+            lines.append(f"| {k} | {_fmt(s[k])} |")
+    lines += ["", f"Per-image IoU = Σpg / Σ(p+g−pg), Dice = 2Σpg / (Σp+Σg) with the GT resized to the model size "
+              f"(bilinear) and binarised at ≥ 125, the prediction at ≥ {s.get('threshold', 0.5)}; {EMPTY_NOTE}.", ""]
+    class_iou = (s.get("confusion") or {}).get("class_iou")
+    if class_iou:
+        lines += ["| class | IoU |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in enumerate(class_iou)] + [""]
+    lines += ["![per-image IoU](iou_hist.png)", ""]
+    worst = sorted((r for r in rows if r.iou is not None), key=lambda r: (r.iou, r.image))[:10]
+    if worst:
+        lines += ["## Lowest IoU", "", "| image | IoU | Dice |", "|---|---|---|"]
+        lines += [f"| {r.image} | {r.iou:.4f} | {r.dice:.4f} |" for r in worst] + [""]
+    bad = [r for r in rows if r.status != OK]
+    if bad:
+        lines += ["## Not scored", "", "| image | status | detail |", "|---|---|---|"]
+        lines += [f"| {r.image} | {r.status} | {r.detail.replace('|', '/')} |" for r in bad[:50]] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""`deploy run` / `python vsx_inference.py`: segment a folder of images through the streaming
+pipeline, write each image's outputs and score them against the masks (UNET-ZOO IoU/Dice).
+
+Per image `<stem>` in `--save_dir`:
+- `<stem>.npz`: the raw model outputs `output_0..N`, batch dim kept (1, ...), like vamp's files;
+- `<stem>.png`: the predicted mask at the source image's size (0/255; class ids if multi-class);
+- `<stem>_model.png`: the same mask at the model's size (what is scored);
+and once: `results.csv` (image, mask, status, iou, dice, detail), `summary.json`, `summary.md`,
+`iou_hist.png`. Every file is replaced atomically and results.csv gets one flushed line per finished
+image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps the
+images whose outputs are present and valid and does the rest.
+
+Scores: the UNET-ZOO IoU/Dice of deploy.tools.metrics at the model's size; for a multi-channel
+(argmax) output, of its foreground (class > 0) against the binarised mask (`deploy eval
+--num-classes` has the per-class confusion-matrix metrics).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from deploy.errors import DeployError
+from deploy.tools import files, report
+from deploy.tools.common import (check_image_model, check_outside, load_model, output_index, vdsp_preprocessor,
+                                 warn_device)
+from deploy.tools.draw import mask_image
+from deploy.tools.metrics import PRED_THRESHOLD, binarize_gt, iou_dice, predict
+from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
+
+RESULTS = "results.csv"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files one image produces in the save folder."""
+    npz: Path
+    mask: Path        # source size
+    model_mask: Path  # model size
+
+    @classmethod
+    def of(cls, save_dir: Path, stem: str) -> "Outputs":
+        return cls(save_dir / f"{stem}.npz", save_dir / f"{stem}.png", save_dir / f"{stem}_model.png")
+
+    def valid(self, keys: tuple[str, ...]) -> bool:
+        return files.npz_ok(self.npz, keys) and _png_ok(self.mask) and _png_ok(self.model_mask)
+
+
+def _png_ok(path: Path) -> bool:
+    """A complete PNG ends with its IEND chunk (a cheap check; the files are written atomically anyway)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-12, 2)
+            return b"IEND" in f.read()
+    except OSError:
+        return False
+
+
+def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch: int = 1, workers: int = 2,
+        limit: int | None = None, mask_suffix: str | None = None, threshold: float = PRED_THRESHOLD,
+        out_index: int | None = None, sigmoid: bool = False, resume: bool = False,
+        num_threads: int | None = None, progress: bool | None = None, verbose: bool = False) -> dict:
+    """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json)."""
+    from deploy.data.image import ImageReadError, read_image_rgb, read_mask
+    from deploy.data.readers import DataWarning, pair_masks
+    from deploy.runtime.stream import Stream, batch_runner
+
+    check_outside(save_dir, "--save_dir", image=image_dir, mask=mask_dir)
+    _, pre = vdsp_preprocessor(vdsp_params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        samples = pair_masks(image_dir, mask_dir, mask_suffix)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    if limit is not None:
+        samples = samples[:max(0, limit)]
+    stems: dict[str, Path] = {}
+    for s in samples:
+        if s.image.stem in stems:
+            raise DeployError(f"{s.image} and {stems[s.image.stem]} would write the same outputs "
+                              f"({s.image.stem}.npz); rename one or filter the folder")
+        stems[s.image.stem] = s.image
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_prefix, num_threads)
+    check_image_model(model, pre.out_size, f"{model_prefix}")
+    idx = output_index(model, out_index)
+    keys = tuple(f"output_{i}" for i in range(len(model.outputs)))
+
+    kept: dict[str, Row] = {}
+    if resume:  # done: scored, or unscorable for want of a mask that is still missing
+        has_mask = {s.image.name: s.mask is not None for s in samples}
+        for name, row in report.read_rows(save_dir / RESULTS).items():
+            done = row.status == OK or (row.status == NO_MASK and not has_mask.get(name, True))
+            if done and name in has_mask and Outputs.of(save_dir, Path(name).stem).valid(keys):
+                kept[name] = row
+    todo = [s for s in samples if s.image.name not in kept]
+    rows = [kept[s.image.name] for s in samples if s.image.name in kept]
+    if resume:
+        click.echo(f"resume: {len(rows)} image(s) already done, {len(todo)} to do", err=True)
+
+    def load(sample):
+        img = read_image_rgb(sample.image)
+        return pre.from_rgb(img), img.shape[:2]
+
+    def finish(sample, src_size, outs: list[np.ndarray]) -> Row:
+        out = Outputs.of(save_dir, sample.image.stem)
+        files.save_npz(out.npz, {f"output_{i}": o for i, o in enumerate(outs)})
+        pred = predict(outs[idx][0], threshold, sigmoid)
+        binary = pred.prob is not None
+        files.save_image(out.model_mask, mask_image(pred.labels, binary))
+        files.save_image(out.mask, mask_image(pred.labels_at(src_size), binary))
+        if sample.mask is None:
+            return Row(sample.image.name, NO_MASK)
+        try:
+            gt = read_mask(sample.mask)
+        except ImageReadError as e:
+            return Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e))
+        iou, dice = iou_dice(pred.labels, binarize_gt(gt, pred.labels.shape))
+        return Row(sample.image.name, OK, iou, dice, mask=sample.mask.name)
+
+    stream = Stream(batch_runner(model), load, finish, batch=batch, workers=workers, skip=(ImageReadError,))
+    appender = report.RowAppender(save_dir / RESULTS, rows)
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), unit="img", disable=(None if progress is None else not progress), leave=False)
+    new = 0
+    t0 = time.perf_counter()
+    try:
+        for done in stream.run(todo):
+            row = done.value if done.error is None else Row(done.item.image.name, BAD_IMAGE, detail=str(done.error))
+            appender.add(row)
+            rows.append(row)
+            new += 1
+            bar.update()
+            if verbose and row.iou is not None:
+                click.echo(f"{row.image}, validation DIC: {row.dice * 100:.3f}, IoU: {row.iou * 100:.3f}")
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted after {new} of {len(todo)} image(s); the outputs written so far are complete: "
+                   f"rerun with --resume to finish", err=True)
+        raise
+    finally:
+        bar.close()
+        appender.close()
+    elapsed = time.perf_counter() - t0
+
+    report.write_rows(save_dir / RESULTS, rows)
+    summary = report.summarize(
+        rows, model=str(model_prefix), vdsp_params=str(vdsp_params), batch=batch, workers=workers,
+        threshold=threshold, output_index=idx, resumed=len(kept), processed=new, elapsed_s=elapsed,
+        throughput_ips=(new / elapsed if new and elapsed > 0 else None))
+    report.write_summary(save_dir, summary, rows, f"deploy run: {Path(model_prefix)}")
+    click.echo(report.means_line(summary))
+    if new:
+        click.echo(f"throughput: {new / elapsed:.2f} images/s ({new} images in {elapsed:.2f} s, batch {batch}, "
+                   f"{workers} reader threads)")
+    issues = report.problems(rows)
+    if issues:
+        click.echo(issues, err=True)
+    return summary
+
+
+@click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--file_path", "--image_dir", "image_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of images to segment.")
+@click.option("--gt_path", "--mask_dir", "mask_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of ground-truth masks (layout detected: DSB2018, portrait, Carvana).")
+@click.option("--model_prefix_path", "-m", "model_prefix", required=True,
+              help="Compiled model prefix, e.g. deploy_weights/official_unetpp_int8/mod.")
+@click.option("--vdsp_params_info", "--vdsp_params", "vdsp_params", required=True, type=click.Path(dir_okay=False),
+              help="vdsp_params JSON (the preprocessing op).")
+@click.option("--device_id", "--device", "device", default="0", show_default=True,
+              help="Vendor device id; accepted for compatibility (the host runs the model).")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per inference.")
+@click.option("--save_dir", type=click.Path(file_okay=False), default="./vsx_results", show_default=True,
+              help="Where outputs, results.csv and the summary go.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Reader threads (decode + preprocess) and writer threads.")
+@click.option("--limit", type=click.IntRange(0), default=None, help="Only the first N images (sorted by name).")
+@click.option("--mask-suffix", "mask_suffix", default=None,
+              help="Mask name suffix when the layout is not detected, e.g. _mask.gif.")
+@click.option("--threshold", type=float, default=PRED_THRESHOLD, show_default=True,
+              help="Foreground when the probability is >= this.")
+@click.option("--output-index", "out_index", type=click.IntRange(0), default=None,
+              help="Which model output is the prediction [default: mod.json main_output, else 0].")
+@click.option("--sigmoid", is_flag=True, help="Apply a sigmoid to the output (models that end in logits).")
+@click.option("--resume", is_flag=True, help="Keep images whose outputs are already complete; do the rest.")
+@click.option("--num-threads", "num_threads", type=click.IntRange(1), default=None,
+              help="Threads the model may use [default: all cores].")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
+@click.option("-v", "--verbose", is_flag=True, help="Print each image's Dice and IoU, as the vendor script does.")
+def cli(image_dir, mask_dir, model_prefix, vdsp_params, device, batch, save_dir, workers, limit, mask_suffix,
+        threshold, out_index, sigmoid, resume, num_threads, progress, verbose):
+    """Segment images with a compiled model and score them (vendor: vsx_inference.py)."""
+    warn_device(device)
+    run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir, batch=batch, workers=workers, limit=limit,
+        mask_suffix=mask_suffix, threshold=threshold, out_index=out_index, sigmoid=sigmoid, resume=resume,
+        num_threads=num_threads, progress=progress, verbose=verbose)
