@@ -1,0 +1,276 @@
+"""`compile_build(cfg)`: build YAML → compiled model suite (see deploy.compiler.artifact).
+
+Stages (a tqdm bar on stderr follows them; compile.log records each with its time):
+load ONNX → check (operators, inputs vs YAML) → target → import (Relax, symbolic batch or one
+entry per listed size) → optimize (the CPU backend for llvm targets; TVM's stock passes for cuda)
+→ build (tvm.compile) → export (mod.so) → verify (load the new library with the runtime and run a
+zero batch, on this CPU when the target can run here; CUDA kernels are test-compiled with nvcc)
+→ write mod.json + compile.log and swap the folder in atomically.
+Nothing is written to the workspace before the build succeeds (a bad YAML, ONNX or target
+creates no folder); from the export on, files go to a temporary folder swapped in at the end.
+
+int8 is refused in one place, `_lower_int8`, until calibration and the integer lowering land.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from deploy.compiler import artifact, onnx_import, ops_scan
+from deploy.compiler import target as targets
+from deploy.config.build import BuildConfig
+from deploy.errors import DeployError, UnsupportedError
+from deploy.runtime._tvm import import_tvm
+from deploy.runtime.model import SCHEMA_VERSION
+
+STAGES = ("load", "check", "target", "import", "optimize", "build", "export", "verify", "write")
+
+
+class CompileLog:
+    """Timestamped lines for compile.log, plus per-stage timings."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.lines: list[str] = []
+        self.stages: dict[str, float] = {}
+
+    def __call__(self, msg: str) -> None:
+        self.lines.append(f"[{time.perf_counter() - self.start:8.2f}s] {msg}")
+
+    @contextmanager
+    def stage(self, name: str, bar=None):
+        if bar is not None:
+            bar.set_postfix_str(name)
+        self(f"stage {name}: start")
+        t0 = time.perf_counter()
+        try:
+            yield
+        except BaseException as e:
+            self(f"stage {name}: FAILED after {time.perf_counter() - t0:.2f}s: {type(e).__name__}: {e}")
+            raise
+        self.stages[name] = round(time.perf_counter() - t0, 3)
+        self(f"stage {name}: done in {self.stages[name]:.2f}s")
+        if bar is not None:
+            bar.update(1)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | dict | None = None,
+                  recalibrate: bool = False, progress: bool | None = None) -> Path:
+    """Compile `cfg` into `cfg.artifact_dir` and return the runtime prefix (`.../mod`).
+
+    dtype: override the YAML's backend dtype (fp32 | fp16 | int8; the folder name follows, see
+    BuildConfig.with_dtype). target: a TVM JSON target (string or dict) overriding the YAML's
+    backend.compile.target; default: this host. recalibrate: int8 only, ignore cached calibration.
+    progress: show the stage bar (None: only when stderr is a terminal).
+    On any error the previous suite in the folder is left untouched."""
+    from tqdm import tqdm
+
+    if dtype is not None:
+        cfg = cfg.with_dtype(dtype)
+    log = CompileLog()
+    log(f"compile {cfg.name} ({cfg.backend.dtype}) from {cfg.source}")
+    started = time.perf_counter()
+    tvm = import_tvm()
+    log(f"tvm {tvm.__version__} imported")
+    show = (sys.stderr.isatty() if progress is None else progress)
+    bar = tqdm(total=len(STAGES), desc=f"compile {cfg.name}", unit="stage", disable=not show, leave=False,
+               file=sys.stderr)
+    try:
+        # everything up to the build happens in memory: a failure there touches no file
+        with log.stage("load", bar):
+            model = onnx_import.load_onnx(cfg.frontend.checkpoint, yaml=cfg.source)
+            onnx_sha = artifact.sha256_file(cfg.frontend.checkpoint)
+            log(f"onnx: {cfg.frontend.checkpoint} sha256 {onnx_sha}, opset "
+                f"{[(o.domain or 'ai.onnx', o.version) for o in model.opset_import]}, producer "
+                f"{model.producer_name} {model.producer_version}")
+        with log.stage("check", bar):
+            ops_scan.check_supported(model, cfg.frontend.checkpoint)
+            chw = onnx_import.check_inputs(cfg, model)
+            hist = ops_scan.op_histogram(model)
+            log("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(hist.items())))
+            for name, shape in cfg.frontend.shape.items():
+                if shape[0] != 1 and not cfg.backend.batch_sizes:
+                    log(f"frontend.shape.{name}: batch {shape[0]} ignored: the module takes any batch")
+            calibration = {"files": 0, "sha256": None}
+            if cfg.backend.dtype == "int8":
+                calibration = _lower_int8(cfg, model, recalibrate)
+        with log.stage("target", bar):
+            spec = target if target is not None else cfg.backend.target
+            source = "--target" if target is not None else f"{cfg.source}: backend.compile.target"
+            tgt = targets.resolve_target(spec, source, log)
+        with log.stage("import", bar):
+            mod, entry = onnx_import.import_model(model, cfg, chw, log)
+            first = mod[next(iter(entry["functions"].values()))]
+            n_var = first.params[0].ty.shape.values[0] if entry["symbolic"] else None
+            params, outs = onnx_import.relax_signature(first, n_var)
+            if not entry["symbolic"]:  # one entry per size: the batch dim varies like a symbolic one
+                b = entry["sizes"][0]
+                params, outs = [[([None, *s[1:]] if s and s[0] == b else s, dt) for s, dt in sig]
+                                for sig in (params, outs)]
+        with log.stage("optimize", bar):
+            mod, pipeline = _optimize(mod, tgt, cfg.backend.dtype, log)
+        with log.stage("build", bar):
+            with tvm.transform.PassContext(opt_level=3):
+                ex = tvm.compile(mod, tgt)
+        # files: a temporary folder next to the suite, swapped in only when complete
+        with artifact.staging(cfg.artifact_dir) as tmp:
+            prefix_name = cfg.prefix.name
+            so_path = tmp / f"{prefix_name}.so"
+            with log.stage("export", bar):
+                ex.export_library(str(so_path))
+                log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
+            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline)
+            meta_path = tmp / f"{prefix_name}.json"
+            artifact.write_json(meta_path, meta)
+            with log.stage("verify", bar):
+                device_code = _verify(tmp / prefix_name, tgt, ex, meta, log)
+                if device_code is not None:
+                    meta["device_code"] = device_code
+            with log.stage("write", bar):
+                meta["compile"] = {"seconds": round(time.perf_counter() - started, 3),
+                                   "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                   "stages": dict(log.stages), "host": _host_cpu()}
+                artifact.write_json(meta_path, meta)
+                log(f"compiled in {meta['compile']['seconds']:.2f}s → {cfg.artifact_dir / prefix_name}")
+                (tmp / "compile.log").write_text(log.text())
+    finally:
+        bar.close()
+    return cfg.prefix
+
+
+def _lower_int8(cfg: BuildConfig, model, recalibrate: bool) -> dict:
+    """The int8 path (deploy.quantize.plan for calibration, then the integer lowering) will return
+    the calibration record for mod.json here; until both exist, int8 is refused in this one place."""
+    raise UnsupportedError(
+        f"{cfg.source}: int8 compilation is not implemented yet (calibration and the integer lowering are in "
+        f"progress); build fp32 or fp16 for now (--dtype fp16)")
+
+
+def _optimize(mod, tgt, dtype: str, log) -> tuple:
+    """Our CPU backend for llvm targets; other targets (cuda) get TVM's stock passes and the
+    default GPU pipeline of tvm.compile. Returns (module, pipeline name)."""
+    tvm = import_tvm()
+    from tvm import relax
+    if tgt.kind.name == "llvm":
+        from deploy.compiler.backend import cpu as backend
+        log(f"optimize: deploy.compiler.backend.cpu.optimize ({dtype})")
+        return backend.optimize(mod, tgt, dtype), "deploy.compiler.backend.cpu"
+    seq = [relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant()]
+    if dtype == "fp16":
+        seq.append(relax.transform.ToMixedPrecision(out_dtype="float16"))
+    with tgt:
+        mod = tvm.transform.Sequential(seq)(mod)
+    log(f"optimize: stock passes {[p.info.name for p in seq]}, then tvm.compile's default pipeline")
+    return mod, "tvm-default"
+
+
+def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline) -> dict:
+    """The `<prefix>.json` content (layout in deploy.compiler.artifact); `compile` is added last."""
+    tvm = import_tvm()
+    import tvm_ffi
+    ins = onnx_import.graph_inputs(model)
+    onames = [o.name for o in onnx_import.graph_outputs(model)]
+    meta_props = {p.key: p.value for p in model.metadata_props}
+    main_output = meta_props.get("main_output") if meta_props.get("main_output") in onames else onames[0]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": cfg.name,
+        "library": f"{cfg.prefix.name}.so",
+        "inputs": [{"name": t.name, "shape": shape, "dtype": "float32", "layout": "NCHW"}
+                   for t, (shape, _) in zip(ins, params)],
+        "outputs": [{"name": name, "shape": shape, "dtype": "float32"} for name, (shape, _) in zip(onames, outs)],
+        "main_output": main_output,
+        "batch": entry,
+        "batch_sizes": entry["sizes"],
+        "dtype": cfg.backend.dtype,
+        "target": targets.target_json(tgt),
+        "device": "cuda" if tgt.kind.name == "cuda" else "cpu",
+        "target_features": targets.required_features(tgt),
+        "tvm": {"version": tvm.__version__, "ffi_version": tvm_ffi.__version__},
+        "pipeline": pipeline,
+        "sources": {
+            "onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
+            "build_yaml": {"path": str(cfg.source), "sha256": artifact.sha256_file(cfg.source)},
+            "calibration": calibration,
+        },
+        "preprocess": artifact.process_ops_to_json(cfg.dataset.process_ops),
+    }
+
+
+def _verify(prefix: Path, tgt, ex, meta: dict, log) -> dict | None:
+    """CPU: run the exported library once through the runtime. CUDA: test-compile the kernels."""
+    if tgt.kind.name == "cuda":
+        return _check_cuda(tgt, ex, log)
+    if not targets.runs_here(tgt):
+        log("verify: skipped (the target's code cannot run on this CPU)")
+        return None
+    from deploy.runtime.model import Model
+    m = Model(prefix)
+    n = (meta["batch_sizes"] or [1])[0]
+    x = {i.name: np.zeros((n,) + tuple(i.shape[1:]), np.float32) for i in m.inputs}
+    t0 = time.perf_counter()
+    outs = m.run(x)
+    log(f"verify: batch {n} of zeros ran in {time.perf_counter() - t0:.3f}s (first run)")
+    for info, o in zip(m.outputs, outs):
+        want = tuple(n if d is None else d for d in info.shape)
+        if o.shape != want:
+            raise DeployError(f"verify: output {info.name} has shape {o.shape}, expected {want} (internal error)")
+        if not np.isfinite(o).all():
+            log(f"verify: WARNING output {info.name} has non-finite values for a zero input")
+    return None
+
+
+def _check_cuda(tgt, ex, log) -> dict:
+    """CUDA libraries carry the kernels as CUDA C source that TVM compiles when the library is
+    loaded on a GPU (NVRTC or nvcc). Here: compile them once with nvcc to catch errors now."""
+    info = {"format": "cuda-source",
+            "loaded_with": "tvm_callback_cuda_compile at load: NVRTC (pip install cuda-bindings) or nvcc "
+                           "(TVM_CUDA_COMPILE_MODE=nvcc)",
+            "checked_with": None}
+    srcs = []
+
+    def walk(m):
+        if m.kind == "cuda":
+            srcs.append(m.inspect_source("cuda"))
+        for sub in m.imports_:
+            walk(sub)
+    walk(ex.mod)
+    nvcc = shutil.which("nvcc")  # what tvm.support.nvcc runs
+    if not srcs:
+        log("verify: no CUDA kernels found in the library")
+        return info
+    if nvcc is None:
+        msg = ("verify: CUDA kernels NOT test-compiled: nvcc not found (install the CUDA toolkit, or check on the GPU "
+               "machine); the library carries CUDA source and compiles it when loaded there")
+        log(msg)
+        print(msg.replace("verify: ", "warning: "), file=sys.stderr)
+        return info
+    from tvm.support import nvcc as tvm_nvcc
+    import subprocess
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1:]
+    t0 = time.perf_counter()
+    with tgt:
+        for src in srcs:
+            try:
+                tvm_nvcc.compile_cuda(src, target_format="fatbin", compiler="nvcc")
+            except Exception as e:
+                raise DeployError(f"CUDA kernels failed to compile with nvcc for {tgt.attrs['arch']}: {e}") from e
+    info["checked_with"] = f"nvcc ({version[0] if version else nvcc}) for {tgt.attrs['arch']}"
+    log(f"verify: CUDA kernels compiled with nvcc in {time.perf_counter() - t0:.2f}s")
+    return info
+
+
+def _host_cpu() -> str | None:
+    try:
+        return targets.host_cpu()
+    except DeployError:
+        return None

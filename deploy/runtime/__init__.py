@@ -1,0 +1,20 @@
+"""Runtime: load a compiled model suite by its prefix and run it (numpy in, numpy out).
+
+`import deploy.runtime` imports nothing heavy; TVM (without torch) is imported when a Model is
+first created.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__all__ = ["Model", "TensorInfo", "ArtifactError", "read_meta", "artifact_paths", "SCHEMA_VERSION"]
+
+if TYPE_CHECKING:
+    from deploy.runtime.model import SCHEMA_VERSION, ArtifactError, Model, TensorInfo, artifact_paths, read_meta
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from deploy.runtime import model
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""Importing TVM for the compile and run paths: without torch, and with a usable thread pool.
+
+- `import tvm` pulls in torch whenever it is installed (tvm_ffi tries `import torch` eagerly for
+  DLPack interop), which doubles the import time (~2 s → ~4 s) although nothing here exchanges
+  torch tensors with TVM. `import_tvm()` imports TVM with torch masked when torch is not already
+  loaded, then unmasks it: a later `import torch` in the same process works as usual; only
+  tvm_ffi's automatic torch-tensor conversion stays off in that process (set
+  SEGDEPLOY_TVM_WITH_TORCH=1 to import TVM the stock way).
+- TVM's CPU thread pool sizes itself, when first used in a thread, from TVM_NUM_THREADS or else
+  half the logical CPUs (it assumes hyper-threading: a 2-vCPU machine gets 1 thread). The pool
+  can shrink later (`runtime.config_threadpool`) but never grow past its initial size, so
+  `import_tvm()` sets TVM_NUM_THREADS to the CPUs this process may use when it is unset.
+  The pool is per calling thread: `set_num_threads` applies to the thread that calls it.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+from types import ModuleType
+
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def import_tvm() -> ModuleType:
+    """`import tvm`, keeping torch out unless it is already imported (see the module doc)."""
+    # before any TVM thread pool exists (pools are created lazily, so also after `import tvm`)
+    os.environ.setdefault("TVM_NUM_THREADS", str(usable_cpus()))
+    if "tvm" in sys.modules:
+        return sys.modules["tvm"]
+    with _lock:
+        mask = "torch" not in sys.modules and os.environ.get("SEGDEPLOY_TVM_WITH_TORCH", "0") != "1"
+        if mask:
+            sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` → ImportError
+        try:
+            return importlib.import_module("tvm")
+        finally:
+            if mask and "torch" in sys.modules and sys.modules["torch"] is None:
+                del sys.modules["torch"]
+
+
+def max_threads() -> int:
+    """The most threads a TVM pool can use in this process (TVM_NUM_THREADS, capped by the CPUs)."""
+    try:
+        wanted = int(os.environ.get("TVM_NUM_THREADS", "0"))
+    except ValueError:
+        wanted = 0
+    return max(1, min(wanted, usable_cpus())) if wanted > 0 else usable_cpus()
+
+
+def resolve_threads(n: int | None) -> int:
+    """The thread count a request means here: None → the maximum; capped to [1, max_threads()]."""
+    return max_threads() if n is None else max(1, min(int(n), max_threads()))
+
+
+def set_num_threads(n: int | None) -> int:
+    """Use `n` threads (None: the maximum) for TVM work issued from the calling thread; returns
+    the count in force. Cheap when unchanged (remembered per thread)."""
+    n = resolve_threads(n)
+    if getattr(_local, "threads", None) != n:
+        tvm = import_tvm()
+        tvm.get_global_func("runtime.config_threadpool")(1, n)
+        _local.threads = n
+        _local.actual = int(tvm.get_global_func("runtime.NumThreads")())
+    return _local.actual
+
+
+def threads_in_force() -> int | None:
+    """What set_num_threads last set in the calling thread (None: never called here)."""
+    return getattr(_local, "threads", None)

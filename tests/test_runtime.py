@@ -1,0 +1,163 @@
+"""Runtime: Model(prefix) loads a compiled suite, runs any batch, and explains bad inputs/files."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from deploy.compiler import compile_build
+from deploy.config import load_build_config
+from deploy.errors import DeployError
+from deploy.runtime import ArtifactError, Model, TensorInfo
+from onnx_graphs import conv_graph, mini_unet, ort_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build(tmp: Path, model: onnx.ModelProto, name: str, **compile_opts) -> Path:
+    """Write the ONNX and a build YAML into `tmp`, compile, return the prefix."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, tmp / f"{name}.onnx")
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    backend = {"type": "tvm_vacc", "dtype": "fp32", **({"compile": compile_opts} if compile_opts else {})}
+    doc = {"name": name, "frontend": {"type": "onnx", "checkpoint": f"./{name}.onnx",
+                                      "shape": {"input": [1, *dims[1:]]}},
+           "backend": backend, "workspace": {"path": "./ws"}}
+    (tmp / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    return compile_build(load_build_config(tmp / f"{name}.yaml"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory):
+    """mini_unet (BN, pools, ConvTranspose, 3 Resize modes, 2 outputs) with a symbolic batch."""
+    model = mini_unet(c=8, h=16, w=16)
+    return build(tmp_path_factory.mktemp("unet"), model, "mini"), model
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory):
+    """A conv net compiled for batch sizes 1 and 4 only."""
+    model = conv_graph(cin=3, cout=4, h=8, w=8)
+    return build(tmp_path_factory.mktemp("sized"), model, "sized", batch_sizes=[4, 1]), model
+
+
+def test_symbolic_batch_matches_onnxruntime(unet):
+    prefix, model = unet
+    m = Model(prefix)
+    assert m.inputs == [TensorInfo("input", (None, 3, 16, 16), "float32")]
+    assert m.outputs == [TensorInfo("output_0", (None, 1, 16, 16), "float32"),
+                         TensorInfo("output_1", (None, 1, 8, 8), "float32")]
+    assert m.meta["batch"]["symbolic"] and m.batch_sizes is None
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 8):
+        x = rng.standard_normal((n, 3, 16, 16)).astype(np.float32)
+        ys, refs = m.run(x), ort_run(model, x)
+        assert len(ys) == 2
+        for y, ref in zip(ys, refs):
+            assert y.dtype == np.float32 and y.shape == ref.shape and y.shape[0] == n
+            assert float(np.abs(y - ref).max()) < 1e-4
+    # {name: array} and a float64 array work too; repeated runs give the same answer
+    x = rng.standard_normal((2, 3, 16, 16))
+    a, b = m.run({"input": x}), m.run(x.astype(np.float32))
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_input_errors_are_explained(unet):
+    m = Model(unet[0])
+    with pytest.raises(DeployError, match=r"unknown input name\(s\) 'image'; the model's inputs: input \[N, 3, 16, 16\] float32"):
+        m.run({"image": np.zeros((1, 3, 16, 16), np.float32)})
+    with pytest.raises(DeployError, match=r"expected C, H, W = 3, 16, 16, got 3, 32, 32"):
+        m.run(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(DeployError, match=r"expected C, H, W = 3, 16, 16, got 1, 16, 16"):
+        m.run(np.zeros((2, 1, 16, 16), np.float32))
+    with pytest.raises(DeployError, match=r"expected 4 dims .*got shape \(3, 16, 16\); add a batch dim"):
+        m.run(np.zeros((3, 16, 16), np.float32))
+    with pytest.raises(DeployError, match="expected preprocessed float32 data, got uint8"):
+        m.run(np.zeros((1, 3, 16, 16), np.uint8))
+    with pytest.raises(DeployError, match="empty batch"):
+        m.run(np.zeros((0, 3, 16, 16), np.float32))
+
+
+def test_batch_sizes_build_one_entry_per_size(sized):
+    prefix, model = sized
+    m = Model(prefix)
+    assert m.meta["batch"] == {"symbolic": False, "sizes": [1, 4], "functions": {"1": "main_b1", "4": "main_b4"}}
+    assert m.batch_sizes == [1, 4] and m.inputs[0].shape == (None, 3, 8, 8)
+    assert m.plan(4) == [(0, 4, 4)] and m.plan(3) == [(0, 3, 4)]
+    assert m.plan(9) == [(0, 4, 4), (4, 8, 4), (8, 9, 1)] and m.plan(6) == [(0, 4, 4), (4, 6, 4)]
+    rng = np.random.default_rng(2)
+    for n in (1, 3, 4, 6, 9):
+        x = rng.standard_normal((n, 3, 8, 8)).astype(np.float32)
+        (y,), (ref,) = m.run(x), ort_run(model, x)
+        assert y.shape == (n, 4, 8, 8) and float(np.abs(y - ref).max()) < 1e-4
+
+
+def test_missing_files_are_named(unet, tmp_path):
+    with pytest.raises(ArtifactError) as e:
+        Model(tmp_path / "nothing" / "mod")
+    assert f"{tmp_path / 'nothing' / 'mod.so'} and {tmp_path / 'nothing' / 'mod.json'} not found" in str(e.value)
+    copy = tmp_path / "copy"
+    shutil.copytree(unet[0].parent, copy)
+    (copy / "mod.json").unlink()
+    with pytest.raises(ArtifactError, match=r"copy/mod\.json not found"):
+        Model(copy / "mod")
+    with pytest.raises(ArtifactError, match=r"is a folder: did you mean .*/mini/mod\?"):
+        Model(unet[0].parent)
+
+
+def test_meta_is_checked_at_load(unet, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(unet[0].parent, copy)
+    meta = json.loads((copy / "mod.json").read_text())
+    (copy / "mod.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(ArtifactError, match="schema_version 99 is newer"):
+        Model(copy / "mod")
+    import tvm
+    host = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
+    absent = sorted(str(k) for k, v in host.items() if not bool(v) and str(k).startswith(("avx", "amx", "sse")))
+    if not absent:
+        pytest.skip("this CPU has every x86 SIMD feature LLVM knows")
+    (copy / "mod.json").write_text(json.dumps({**meta, "target_features": meta["target_features"] + [absent[0]]}))
+    with pytest.raises(ArtifactError, match=f"needs CPU features this CPU .* lacks: {absent[0]}"):
+        Model(copy / "mod")
+
+
+def test_num_threads_applies_to_the_calling_thread(unet):
+    import tvm
+    m = Model(unet[0], num_threads=1)
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    seen = {}
+
+    def work():
+        m.run(x)
+        seen["threads"] = int(tvm.get_global_func("runtime.NumThreads")())
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["threads"] == 1
+    with pytest.raises(DeployError, match="num_threads must be at least 1"):
+        Model(unet[0], num_threads=0)
+
+
+def test_runtime_imports_stay_light(unet):
+    """`import deploy.runtime` imports neither TVM nor torch; loading and running a model keeps torch out."""
+    code = ("import sys\n"
+            "import deploy.runtime as r\n"
+            "assert 'tvm' not in sys.modules and 'torch' not in sys.modules, 'heavy import'\n"
+            "import numpy as np\n"
+            "m = r.Model(sys.argv[1])\n"
+            "m.run(np.zeros((1, 3, 16, 16), np.float32))\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert 'onnx' not in sys.modules and 'deploy.compiler' not in sys.modules\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code, str(unet[0])], capture_output=True, text=True, timeout=300,
+                       cwd=REPO)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
