@@ -1,0 +1,33 @@
+"""`make bench` / `python -m deploy.bench`: speed as ratios against onnxruntime in the same run,
+written to workspace/bench/<part>.md|json. Never a unit test: numbers depend on the machine."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploy.bench import models, report
+
+PARTS = ("compile", "int8", "stream")
+
+
+@click.command()
+@click.option("--only", "parts", multiple=True, type=click.Choice(PARTS), help="Run only these parts (repeatable).")
+@click.option("--models", "names", default=",".join(models.SEED_MODELS), show_default=True,
+              help="Comma-separated seed models for the compiler part.")
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(3), help="Timed runs per engine (median).")
+@click.option("--batches", default="1,8", show_default=True)
+@click.option("--out", default=Path("workspace/bench"), show_default=True, type=click.Path(path_type=Path))
+def main(parts, names, runs, batches, out) -> None:
+    batches = tuple(int(b) for b in batches.split(","))
+    for part in parts or PARTS:
+        module = __import__(f"deploy.bench.{part}", fromlist=["run", "markdown"])
+        kwargs = {"names": tuple(names.split(","))} if part == "compile" else {}
+        result = module.run(out, batches=batches, runs=runs, **kwargs)
+        js, md = report.write(out, part, result, module.markdown(result))
+        click.echo(md.read_text())
+        click.echo(f"wrote {md} and {js}")
+
+
+if __name__ == "__main__":
+    main()

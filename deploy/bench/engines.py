@@ -1,0 +1,37 @@
+"""The engines a benchmark compares: each is a zero-argument callable on a fixed input batch that
+returns the model outputs, so the same call is both timed and checked."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+Engine = Callable[[], list]
+
+
+def ort_engine(onnx_path: Path, x: np.ndarray, threads: int) -> Engine:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    return lambda: sess.run(None, feed)
+
+
+def tvm_engine(prefix: Path, x: np.ndarray, threads: int) -> Engine:
+    from deploy.runtime import Model
+    model = Model(prefix, num_threads=threads)
+    return lambda: model.run(x)
+
+
+def mask_agreement(a: list, b: list, threshold: float = 0.5) -> float:
+    """Fraction of identical binarised pixels over all outputs (probabilities)."""
+    same = sum(int(((x >= threshold) == (y >= threshold)).sum()) for x, y in zip(a, b))
+    return same / sum(x.size for x in a)
+
+
+def max_abs(a: list, b: list) -> float:
+    return max(float(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).max()) for x, y in zip(a, b))

@@ -1,0 +1,43 @@
+"""Interleaved timing: engines take turns within each round, so a change in machine load hits
+all of them alike and the ratios stay meaningful on a shared, noisy machine."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call for each engine, `runs` rounds after `warmup` untimed rounds."""
+    for _ in range(warmup):
+        for fn in engines.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(runs):
+        for name, fn in engines.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def sgemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """A measured fp32 ceiling for this machine: numpy's BLAS sgemm, best of a few runs."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
