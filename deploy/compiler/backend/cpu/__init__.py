@@ -1,0 +1,87 @@
+"""The fast TVM CPU backend: NHWC, packed-weight direct and Winograd convs, hand schedules.
+
+    target = host_target()
+    mod = relax.frontend.onnx.from_onnx(model)           # shape_dict=None keeps the symbolic batch
+    mod = optimize(mod, target, "fp32")                  # or "fp16"
+    ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline())    # == build(mod, target, dtype)
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import tvm
+from tvm import relax
+
+from . import layout, schedule
+from .conv2d import legalize_conv2d
+from .conv2d_transpose import legalize_conv2d_transpose
+from .target import has_features, host_target, vector_bits
+
+__all__ = ["build", "optimize", "pipeline", "relax_pipeline", "host_target", "DTYPES"]
+
+DTYPES = ("fp32", "fp16")
+WINOGRAD_MIN = 24
+
+
+def fp16_accumulate(target: tvm.target.Target) -> str:
+    """fp16 models accumulate in fp16 where the CPU has fp16 arithmetic (AVX512-FP16); elsewhere
+    (e.g. znver4) LLVM emulates each fp16 op (6x slower than fp32), so activations and weights
+    are stored in fp16 and converted in registers for fp32 FMAs."""
+    return "float16" if has_features(target, "avx512fp16") else "float32"
+
+
+def pipeline(target: tvm.target.Target, dtype: str = "fp32",
+             winograd_min: int | None = WINOGRAD_MIN) -> tvm.transform.Pass:
+    """Relax passes that turn an imported (NCHW, BN, fp32) module into a scheduled one.
+    winograd_min: 3x3 stride-1 convs whose output sides are >= this use Winograd F(4x4,3x3)
+    (2.7-3.2x faster per layer; the transformed weights are 4x larger); None: never."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    passes = layout.graph_passes()
+    if dtype == "fp16":
+        passes += [relax.transform.ToMixedPrecision(out_dtype=fp16_accumulate(target)),
+                   layout.FoldConstantsNumpy, relax.transform.CanonicalizeBindings()]
+    legalize = {"relax.nn.conv2d": partial(legalize_conv2d, winograd_min=winograd_min),
+                "relax.nn.conv2d_transpose": legalize_conv2d_transpose}
+    passes += [
+        relax.transform.LegalizeOps(customize_legalize_map=legalize),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+        schedule.SchedulePrimFuncs(vector_bits(target) // 32),
+    ]
+    return tvm.transform.Sequential(passes, name="segdeploy.cpu")
+
+
+def optimize(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
+             winograd_min: int | None = WINOGRAD_MIN) -> tvm.IRModule:
+    """Apply `pipeline(...)` under the target; the result goes to
+    `tvm.compile(mod, target, relax_pipeline=relax_pipeline())`."""
+    with target:
+        return pipeline(target, dtype, winograd_min)(mod)
+
+
+@tvm.transform.module_pass(opt_level=0, name="segdeploy.MarkNoAlias")
+def _mark_noalias(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """The VM's shape_func (symbolic batch) lacks tirx.noalias; TVM's LLVM codegen then drops
+    the alias info of every kernel named before it, and LLVM keeps conv accumulators in memory
+    (2.4x slower fp16). Its single buffer cannot alias: mark it."""
+    out = tvm.IRModule(mod.functions, attrs=mod.attrs)
+    for gv, f in mod.functions.items():
+        if (isinstance(f, tvm.tirx.PrimFunc) and not f.attrs.get("tirx.noalias", False)
+                and len(f.params) <= 1):
+            out[gv] = f.with_attr("tirx.noalias", True)
+    return out
+
+
+def relax_pipeline() -> tvm.transform.Pass:
+    """tvm.compile's default Relax pipeline plus the shape_func alias fix above."""
+    return tvm.transform.Sequential([relax.get_pipeline("default"), _mark_noalias])
+
+
+def build(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
+          winograd_min: int | None = WINOGRAD_MIN):
+    """optimize + tvm.compile -> relax Executable (ex.export_library(...) to save)."""
+    return tvm.compile(optimize(mod, target, dtype, winograd_min), target,
+                       relax_pipeline=relax_pipeline())

@@ -1,0 +1,114 @@
+"""int8 conv2d (NHWC): u8 activations x s8 weights -> s32, tensorized with AVX-512 VNNI.
+
+The Relax rewrite (deploy.compiler.int8) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` in the
+graph; this module legalizes it into the packed conv block of conv2d.py with the reduction over
+input channels split in groups of 4 (`rco`, `rci`) and the weights packed
+`Wp[co // B, ry, rx, ci // 4, co % B, ci % 4]`, so that one output pixel x 16 channels x 4 input
+channels is exactly one `vpdpbusd` (deploy.compiler.backend.cpu.vnni). CI is zero-padded to a
+multiple of 4 (weights and the per-row input copy), CO to the tile as in fp32.
+
+Spatial padding is with 0, which is the zero point of every u8 activation the rewrite produces
+directly; signed activations arrive shifted to u8 (zero point 128) and already padded with 128 by
+an explicit `nn.pad`, so the conv itself never needs another pad value.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax, te, tirx
+
+from .conv2d import PAD_BLOCK, _packed, co_block, const_array, w_block
+from .vnni import GROUP, LANES
+
+ACC = "int32"
+
+
+def pack_weight(w_hwio: np.ndarray, b: int) -> np.ndarray:
+    """HWIO int8 weights -> [CO/B, KH, KW, CI/4, B, 4] (CO padded to B, CI to 4, with zeros)."""
+    kh, kw, ci, co = w_hwio.shape
+    cop, cip = -(-co // b) * b, -(-ci // GROUP) * GROUP
+    w = np.zeros((kh, kw, cip, cop), np.int8)
+    w[:, :, :ci, :co] = w_hwio
+    w = w.reshape(kh, kw, cip // GROUP, GROUP, cop // b, b)
+    return np.ascontiguousarray(w.transpose(4, 0, 1, 2, 5, 3))
+
+
+def _pad(x: te.Tensor, pt: int, pl: int, pb: int, pr: int, cip: int) -> te.Tensor:
+    """Zero padding in space and up to `cip` channels (scheduled per output row, as in fp32)."""
+    n, hh, ww, ci = x.shape
+    if not (pt or pl or pb or pr) and int(ci) == cip:
+        return x
+
+    def body(i, y, xx, c):
+        ok = tirx.all(y >= pt, y < pt + hh, xx >= pl, xx < pl + ww, c < ci)
+        return tirx.if_then_else(ok, x[i, y - pt, xx - pl, c], tirx.const(0, x.dtype))
+    return te.compute((n, hh + pt + pb, ww + pl + pr, cip), body, name=PAD_BLOCK)
+
+
+def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation) -> te.Tensor:
+    """out[n,h,w,c] (int32) = sum x_pad[n, h*s+ry*d, w*s+rx*d, 4*rco+rci] *
+    wp[c//B, ry, rx, rco, c%B, rci]; padding = (top, left, bottom, right)."""
+    n, hh, ww = x.shape[0], int(x.shape[1]), int(x.shape[2])
+    nb, kh, kw, ci4, b, _ = (int(v) for v in wp.shape)
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = strides, dilation, padding
+    oh = (hh + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (ww + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    wb = w_block(ow, b, 4)
+    owp = -(-ow // wb) * wb
+    xp = _pad(x, pt, pl, pb, max(pr, (owp - 1) * sw + dw * (kw - 1) + 1 - ww - pl), ci4 * GROUP)
+    ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    rco, rci = te.reduce_axis((0, ci4), "rco"), te.reduce_axis((0, GROUP), "rci")
+
+    def body(i, h, w, c):
+        return te.sum(xp[i, h * sh + ry * dh, w * sw + rx * dw, rco * GROUP + rci].astype(ACC) *
+                      wp[c // b, ry, rx, rco, c % b, rci].astype(ACC), axis=[ry, rx, rco, rci])
+    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC)
+
+
+def is_int8_conv(call) -> bool:
+    """The rewrite's integer conv: u8 data, constant s8 weights, int32 result, NHWC/HWIO."""
+    a = call.attrs
+    return (str(call.args[0].ty.dtype) == "uint8" and str(call.args[1].ty.dtype) == "int8"
+            and str(a.out_dtype) == ACC and int(a.groups) == 1 and const_array(call.args[1]) is not None
+            and (a.data_layout, a.kernel_layout, a.out_layout) == ("NHWC", "HWIO", "NHWC"))
+
+
+def legalize_conv2d(bb, call):
+    """`conv2d(u8, s8 const, out_dtype=int32)` in NHWC/HWIO -> the VNNI conv above."""
+    a = call.attrs
+    w = const_array(call.args[1])
+    co = w.shape[3]
+    wp = relax.const(pack_weight(w, co_block(co, LANES)))
+    return bb.call_te(conv_nhwc, call.args[0], wp, co, [int(s) for s in a.strides],
+                      [int(p) for p in a.padding], [int(d) for d in a.dilation],
+                      primfunc_name_hint="conv2d_nhwc_int8")
+
+
+def schedule_conv(sch, block, lanes: int) -> None:
+    """The fp32 register tile with the inner (16 channels x 4 input channels) tensorized."""
+    from tvm import s_tir
+
+    from .schedule import CB, WB, _inline_all, _spatial_reduce, _vectorize_inner
+    from .vnni import VNNI_16X4
+    ann = sch.get(block).annotations
+    wb, cb = int(ann[WB]), int(ann[CB])
+    _inline_all(sch, keep={sch.get(b).name_hint for b in [block, *sch.get_producers(block)]})
+    pads = sch.get_producers(block)
+    consumers = sch.get_consumers(block) or [sch.cache_write(block, 0, "local")]
+    (n, h, w, co), (ry, rx, rco, rci) = _spatial_reduce(sch, block)
+    co_o, co_v, co_l = sch.split(co, [None, cb // LANES, LANES])
+    w_o, w_i = sch.split(w, [None, wb])
+    sch.reorder(co_o, n, h, w_o, ry, rx, rco, w_i, co_v, co_l, rci)
+    fused = sch.fuse(co_o, n, h)
+    for c in consumers:
+        sch.reverse_compute_at(c, w_o)
+        _vectorize_inner(sch, sch.get_loops(c)[-1], lanes)
+    sch.set_scope(block, 0, "local")
+    for p in pads:
+        sch.compute_at(p, fused)
+        _vectorize_inner(sch, sch.get_loops(p)[-1], lanes)
+    sch.parallel(fused)
+    init = sch.decompose_reduction(block, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(w_i)
+    sch.unroll(co_v)
+    sch.tensorize(co_l, VNNI_16X4)

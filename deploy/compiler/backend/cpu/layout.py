@@ -1,0 +1,133 @@
+"""Graph-level rewrites before legalization: BN folding, NHWC layout, numpy constant folding.
+
+relax.transform.FoldConstant compiles one kernel per distinct constant op (5 s on a small
+UNet); weights only ever go through transposes, reshapes, casts and BN arithmetic, so those
+are evaluated here in numpy instead (milliseconds).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, rewrite_call, wildcard
+
+NHWC = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NHWC", "IOHW"]}
+
+
+def _np(c) -> np.ndarray:
+    return c.value.numpy()
+
+
+def _const(a: np.ndarray):
+    return relax.const(np.ascontiguousarray(a))
+
+
+def _shape(s) -> list[int]:
+    return [int(v) for v in s.values]
+
+
+# op -> (number of constant args, numpy implementation taking (arrays, call))
+_EVAL = {
+    "relax.permute_dims": (1, lambda a, c: np.transpose(a[0], None if c.attrs.axes is None
+                                                        else [int(x) for x in c.attrs.axes])),
+    "relax.reshape": (1, lambda a, c: a[0].reshape(_shape(c.args[1]))),
+    "relax.expand_dims": (1, lambda a, c: np.expand_dims(a[0], tuple(int(x) for x in c.attrs.axis))),
+    "relax.astype": (1, lambda a, c: a[0].astype(str(c.attrs.dtype))),
+    "relax.add": (2, lambda a, c: a[0] + a[1]),
+    "relax.subtract": (2, lambda a, c: a[0] - a[1]),
+    "relax.multiply": (2, lambda a, c: a[0] * a[1]),
+    "relax.divide": (2, lambda a, c: a[0] / a[1]),
+    "relax.sqrt": (1, lambda a, c: np.sqrt(a[0])),
+}
+
+
+@relax.expr_functor.mutator
+class _NumpyFolder(relax.PyExprMutator):
+    """One post-order pass: an `_EVAL` op whose tensor arguments are constants becomes one."""
+
+    def visit_call_(self, call):
+        call = self.visit_expr_post_order(call)
+        k, fn = _EVAL.get(getattr(call.op, "name", None), (0, None))
+        if fn is None:
+            return call
+        arrays = [self._value(a) for a in call.args[:k]]
+        if any(a is None for a in arrays):
+            return call
+        try:
+            out = np.asarray(fn(arrays, call))
+        except (AttributeError, TypeError, ValueError):  # e.g. a reshape to a symbolic shape
+            return call
+        if call.op.name != "relax.astype":
+            out = out.astype(arrays[0].dtype)  # numpy scalar promotion must not widen
+        return _const(out)
+
+    def _value(self, e):
+        if isinstance(e, relax.Var):
+            e = self.lookup_binding(e)
+        value = getattr(e, "value", None)
+        return value.numpy() if isinstance(value, tvm.runtime.Tensor) else None
+
+
+def fold_constants(func: relax.Function) -> relax.Function:
+    """Evaluate the ops of `_EVAL` whose tensor arguments are all constants, in numpy."""
+    return _NumpyFolder().visit_expr(func)
+
+
+def fold_batch_norm(func: relax.Function) -> relax.Function:
+    """conv2d(x, W) [+ b] -> batch_norm (inference) becomes conv2d(x, W*s) + (b - mean)*s + beta."""
+    x, w, b = wildcard(), is_const(), is_const()
+    conv = is_op("relax.nn.conv2d")(x, w)
+    gamma, beta, mean, var = is_const(), is_const(), is_const(), is_const()
+    biased = is_op("relax.add")(conv, b)
+    bn = is_op("relax.nn.batch_norm")(biased | conv, gamma, beta, mean, var)
+    pattern = is_tuple_get_item(bn, 0)
+
+    def rewriter(expr, m):
+        c = m[conv]
+        attrs = c.attrs
+        axis = attrs.kernel_layout.index("O")
+        bn_call = m[bn]
+        if int(bn_call.attrs.axis) != attrs.out_layout.index("C") or bn_call.attrs.training:
+            return expr
+        scale = _np(m[gamma]) / np.sqrt(_np(m[var]) + float(bn_call.attrs.epsilon))
+        wt = _np(m[w])
+        shp = [1] * wt.ndim
+        shp[axis] = -1
+        bias = _np(m[b]).reshape(-1) if b in m else 0.0
+        shift = (bias - _np(m[mean])) * scale + _np(m[beta])
+        oshp = [1] * 4
+        oshp[attrs.out_layout.index("C")] = -1
+        new_conv = relax.Call(c.op, [m[x], _const((wt * scale.reshape(shp)).astype(wt.dtype))],
+                              attrs)
+        return relax.op.add(new_conv, _const(shift.reshape(oshp).astype(wt.dtype)))
+
+    return rewrite_call(pattern, rewriter, func)
+
+
+def _per_function(fn):
+    @tvm.transform.module_pass(opt_level=0, name=fn.__name__)
+    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        out = tvm.IRModule(mod.functions, attrs=mod.attrs)
+        for gv, f in mod.functions.items():
+            if isinstance(f, relax.Function):
+                out[gv] = fn(f)
+        return out
+    return _pass
+
+
+FoldConstantsNumpy = _per_function(fold_constants)
+FoldBatchNorm = _per_function(fold_batch_norm)
+
+
+def graph_passes() -> list[tvm.transform.Pass]:
+    """BN folding, NHWC conversion and weight-transform folding, in order."""
+    return [
+        FoldConstantsNumpy,            # bias reshapes, so the BN pattern sees constants
+        relax.transform.CanonicalizeBindings(),
+        FoldBatchNorm,
+        relax.transform.DecomposeOpsForInference(),   # BNs not after a conv
+        relax.transform.ConvertLayout(NHWC),
+        FoldConstantsNumpy,            # OIHW -> HWIO weight transposes
+        relax.transform.CanonicalizeBindings(),
+        relax.transform.DeadCodeElimination(),
+    ]
