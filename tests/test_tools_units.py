@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from deploy.cli import cli
 from deploy.errors import DeployError
 from deploy.runtime.stream import Stream
-from deploy.tools import metrics, report
+from deploy.data import metrics
+from deploy.tools import report
 from deploy.tools.perf import parse_ints, parse_shapes
 
 

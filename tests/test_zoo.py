@@ -13,7 +13,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from deploy.zoo import export as E  # noqa: E402
-from deploy.zoo import metric  # noqa: E402
 from deploy.zoo import models as M  # noqa: E402
 from deploy.zoo import train as T  # noqa: E402
 
@@ -110,20 +109,6 @@ def test_export_is_atomic_and_reports_bad_weights(tmp_path):
         E.export_onnx("unet", tmp_path / "x.onnx", weights=tmp_path / "sd.pt", width=0.25)
     assert E.export_onnx("unet", tmp_path / "x.onnx", weights=tmp_path / "sd.pt", width=0.125).is_file()
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
-
-
-def test_metric_unetzoo_rules():
-    gt = np.zeros((8, 8), np.uint8)
-    gt[:4] = 255
-    prob = np.zeros((1, 8, 8), np.float32)
-    prob[0, :2] = 0.9
-    assert metric.iou(prob, gt) == pytest.approx(0.5)
-    assert metric.dice(prob, gt) == pytest.approx(2 * 16 / (16 + 32))
-    assert metric.iou(np.zeros((4, 4)), np.zeros((8, 8), np.uint8)) == 1.0  # both empty → 1
-    assert metric.iou(np.full((4, 4), 0.5), np.full((4, 4), 125, np.uint8)) == 1.0  # thresholds inclusive
-    assert metric.iou(np.full((4, 4), 0.49), np.full((4, 4), 124, np.uint8)) == 1.0
-    # GT resized bilinearly to the prediction size
-    assert metric.iou(np.ones((4, 4)), gt) == pytest.approx(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,11 @@ from pathlib import Path
 
 import click
 
+from deploy.bench.models import PORTRAIT, VDSP
 from deploy.bench.report import table
 from deploy.config import load_build_config
 
 REPO = Path(__file__).resolve().parents[2]
-PORTRAIT = ("unet3p", "unet3p_ds")
-VDSP = {"unetpp": "unetzoo-unetpp-vdsp_params.json", "unetpp_nods": "unetzoo-unetpp-vdsp_params.json",
-        "r2u_net": "unetzoo-r2u_net-vdsp_params.json", "unet": "unetzoo-unet-vdsp_params.json",
-        "unet3p": "unet3p-vdsp_params.json", "unet3p_ds": "unet3p_ds-vdsp_params.json"}
 
 
 def sh(*args) -> None:

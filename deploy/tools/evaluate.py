@@ -5,7 +5,7 @@ Pairing: datalist line i (an input npz `<stem>.npz`) ↔ with `--vamp_flag`, `OU
 `deploy run` writes). The source image and mask of `<stem>` are found in `--src_dir`/`--gt_dir` with
 the same layout detection as `deploy run`.
 
-Scores: the UNET-ZOO per-image IoU/Dice (deploy.tools.metrics) for a single-channel (probability)
+Scores: the UNET-ZOO per-image IoU/Dice (deploy.data.metrics) for a single-channel (probability)
 output, and the pixel confusion matrix over all images (overall/mean/FreqW accuracy, mean IoU): for
 a binary model over {background, foreground}; for a multi-class output (C > 1 channels, argmax;
 `--num-classes`) over the classes of a class-index GT (255 = ignore), where the per-image IoU/Dice
@@ -29,7 +29,7 @@ import numpy as np
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import check_outside, main_output_index, read_datalist
-from deploy.tools.metrics import (PRED_THRESHOLD, ConfusionMatrix, binarize_gt, iou_dice, label_gt, predict)
+from deploy.data.metrics import (PRED_THRESHOLD, ConfusionMatrix, binarize_gt, iou_dice, label_gt, predict)
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.tools import draw, files
-from deploy.tools.metrics import EMPTY_NOTE
+from deploy.data.metrics import EMPTY_NOTE
 
 OK = "ok"
 NO_MASK = "no mask"

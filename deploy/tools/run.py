@@ -10,7 +10,7 @@ and once: `results.csv` (image, mask, status, iou, dice, detail), `summary.json`
 image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps the
 images whose outputs are present and valid and does the rest.
 
-Scores: the UNET-ZOO IoU/Dice of deploy.tools.metrics at the model's size; for a multi-channel
+Scores: the UNET-ZOO IoU/Dice of deploy.data.metrics at the model's size; for a multi-channel
 (argmax) output, of its foreground (class > 0) against the binarised mask (`deploy eval
 --num-classes` has the per-class confusion-matrix metrics).
 """
@@ -29,7 +29,7 @@ from deploy.tools import files, report
 from deploy.tools.common import (check_image_model, check_outside, load_model, output_index, vdsp_preprocessor,
                                  warn_device)
 from deploy.tools.draw import mask_image
-from deploy.tools.metrics import PRED_THRESHOLD, binarize_gt, iou_dice, predict
+from deploy.data.metrics import PRED_THRESHOLD, binarize_gt, iou_dice, predict
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
 RESULTS = "results.csv"

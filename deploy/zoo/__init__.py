@@ -5,7 +5,7 @@ architecture description, a small CPU trainer, and the ONNX exporter that feeds 
 - `deploy.zoo.export`: `export_onnx(name, out_path, weights=None, width=1.0, batch=1, seed=0)`.
 - `deploy.zoo.train`: `train(name, data_dir, out_dir, steps, batch, seed, width, lr, size)`.
 - `deploy.zoo.prepare`: `prepare(name, out_dir)` — the cached "embedded default" ONNX per model.
-- `deploy.zoo.metric`: the UNET-ZOO per-image IoU/Dice (numpy only).
+- the UNET-ZOO metric used for held-out scores is deploy.data.metrics (shared with the tools).
 
 Nothing is imported here, so `deploy zoo --help` works without torch installed.
 """

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from deploy.data.image import read_image_rgb, read_mask
 from deploy.data.readers import Sample, pair_masks
 from deploy.errors import DeployError
-from deploy.zoo import metric
+from deploy.data.metrics import unetzoo_scores
 from deploy.zoo import models as M
 from deploy.zoo._io import atomic_write
 
@@ -139,9 +139,9 @@ def evaluate(model: torch.nn.Module, name: str, samples: list[Sample], size: int
     probs = predict(model, name, x)
     ious, dices = [], []
     for p, s in zip(probs, samples):
-        gt = read_mask(s.mask)
-        ious.append(metric.iou(p, gt))
-        dices.append(metric.dice(p, gt))
+        iou, dice = unetzoo_scores(p, read_mask(s.mask))
+        ious.append(iou)
+        dices.append(dice)
     return {"iou": float(np.mean(ious)), "dice": float(np.mean(dices)), "images": len(samples)}
 
 
