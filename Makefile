@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m deploy.bench
 
 accuracy: $(STAMP)
-	$(BIN)/python -m deploy.zoo.accuracy
+	$(BIN)/python -m deploy.bench.accuracy
 
 clean:
 	rm -rf workspace/deploy_weights workspace/bench workspace/demo

@@ -14,6 +14,10 @@ from deploy.config import BuildConfig, load_build_config
 REPO = Path(__file__).resolve().parents[2]
 SEED_MODELS = ("unetpp", "r2u_net", "unet3p", "unet3p_ds", "unet")
 SIZES = {"unetpp": 96, "r2u_net": 96, "unet": 96, "unet3p": 128, "unet3p_ds": 128}
+VDSP = {"unetpp": "unetzoo-unetpp-vdsp_params.json", "r2u_net": "unetzoo-r2u_net-vdsp_params.json",
+        "unet": "unetzoo-unet-vdsp_params.json", "unet3p": "unet3p-vdsp_params.json",
+        "unet3p_ds": "unet3p_ds-vdsp_params.json"}
+PORTRAIT = ("unet3p", "unet3p_ds")
 
 
 def bench_onnx(name: str, work: Path) -> Path:
