@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from deploy.config.ops import Op, parse_process_ops
-from deploy.config.reader import Node
+from deploy.config.reader import Node, load_document
 from deploy.errors import ConfigError
 
 DTYPES = ("fp32", "fp16", "int8")
@@ -97,14 +97,7 @@ class BuildConfig:
 
 def load_build_config(path: str | Path) -> BuildConfig:
     """Load either schema; the legacy one is recognised by its `model`/`engine` sections."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise ConfigError(f"{path}: build file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    root = Node(data if data is not None else {}, path)
+    root = load_document(path, "build file", "YAML", yaml.safe_load, yaml.YAMLError)
     if root.has("engine") or root.has("model"):
         return _legacy(root)
     return _current(root)

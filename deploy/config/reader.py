@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from deploy.errors import ConfigError
 
@@ -16,6 +16,19 @@ _MISSING = object()
 
 class UnknownKeyWarning(UserWarning):
     """A key this tool does not use (often a device-only vendor key); it is ignored."""
+
+
+def load_document(path: str | Path, what: str, fmt: str, parse: Callable[[str], Any],
+                  error: type[Exception]) -> "Node":
+    """Read and parse a config file into a Node; a missing file or a syntax error names the file."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        data = parse(path.read_text())
+    except error as e:
+        raise ConfigError(f"{path}: not valid {fmt}: {e}") from e
+    return Node(data if data is not None else {}, path)
 
 
 class Node:

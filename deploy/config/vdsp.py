@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from deploy.config.ops import NORMA_TYPES, RESIZE_TYPES
-from deploy.config.reader import Node
-from deploy.errors import ConfigError, UnsupportedError
+from deploy.config.reader import Node, load_document
+from deploy.errors import UnsupportedError
 
 IMAGE_FORMATS = ("RGB_PLANAR", "RGB888", "BGR888")
 CVT_CODES = ("NO_CHANGE", "RGB2BGR", "BGR2RGB")
@@ -38,14 +38,7 @@ class VdspConfig:
 
 
 def load_vdsp_config(path: str | Path) -> VdspConfig:
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise ConfigError(f"{path}: vdsp params file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON: {e}") from e
-    root = Node(data, path)
+    root = load_document(path, "vdsp params file", "JSON", json.loads, json.JSONDecodeError)
     if root.has("vdsp_op_type"):
         return _legacy(root)
     return _current(root)

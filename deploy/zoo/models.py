@@ -130,15 +130,11 @@ class UpConvNearest(nn.Module):
         return self.conv(_up(x, 2, "nearest"))
 
 
-class R2UNet(nn.Module):
-    def __init__(self, t: int = 2, width: float = 1.0, in_ch: int = 3, out_ch: int = 1):
-        super().__init__()
-        w = [_ch(c, width) for c in (64, 128, 256, 512, 1024)]
-        self.pool = nn.MaxPool2d(2, 2)
-        self.enc = nn.ModuleList([RRCNNBlock(in_ch, w[0], t)] + [RRCNNBlock(w[i - 1], w[i], t) for i in range(1, 5)])
-        self.up = nn.ModuleList(UpConvNearest(w[i], w[i - 1]) for i in range(4, 0, -1))
-        self.dec = nn.ModuleList(RRCNNBlock(2 * w[i - 1], w[i - 1], t) for i in range(4, 0, -1))
-        self.head = nn.Conv2d(w[0], out_ch, 1)
+class EncoderDecoder(nn.Module):
+    """The shared U shape of R2U-Net and UNet: encoder blocks with 2×2 max pooling, then up-sample
+    + concat with the skip + decoder block per level, and a sigmoid 1×1 head. Subclasses build
+    `enc`, `up`, `dec`, `head`; `skip_first` is the concat order their reference code uses."""
+    skip_first = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -147,8 +143,20 @@ class R2UNet(nn.Module):
             skips.append(x)
         d = skips.pop()
         for up, dec in zip(self.up, self.dec):
-            d = dec(torch.cat([skips.pop(), up(d)], 1))
+            pair = [skips.pop(), up(d)]
+            d = dec(torch.cat(pair if self.skip_first else pair[::-1], 1))
         return torch.sigmoid(self.head(d))
+
+
+class R2UNet(EncoderDecoder):
+    def __init__(self, t: int = 2, width: float = 1.0, in_ch: int = 3, out_ch: int = 1):
+        super().__init__()
+        w = [_ch(c, width) for c in (64, 128, 256, 512, 1024)]
+        self.pool = nn.MaxPool2d(2, 2)
+        self.enc = nn.ModuleList([RRCNNBlock(in_ch, w[0], t)] + [RRCNNBlock(w[i - 1], w[i], t) for i in range(1, 5)])
+        self.up = nn.ModuleList(UpConvNearest(w[i], w[i - 1]) for i in range(4, 0, -1))
+        self.dec = nn.ModuleList(RRCNNBlock(2 * w[i - 1], w[i - 1], t) for i in range(4, 0, -1))
+        self.head = nn.Conv2d(w[0], out_ch, 1)
 
 
 # ----------------------------------------------------------------------------------------- UNet 3+
@@ -217,8 +225,9 @@ class UNet3Plus(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------- UNet
-class UNet(nn.Module):
+class UNet(EncoderDecoder):
     """Plain UNet: DoubleConv encoder, ConvTranspose(2, 2) up, concat[up, skip] → DoubleConv."""
+    skip_first = False
 
     def __init__(self, width: float = 1.0, in_ch: int = 3, out_ch: int = 1):
         super().__init__()
@@ -228,16 +237,6 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i], w[i - 1], 2, stride=2) for i in range(4, 0, -1))
         self.dec = nn.ModuleList(DoubleConv(2 * w[i - 1], w[i - 1]) for i in range(4, 0, -1))
         self.head = nn.Conv2d(w[0], out_ch, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.enc):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
-        d = skips.pop()
-        for up, dec in zip(self.up, self.dec):
-            d = dec(torch.cat([up(d), skips.pop()], 1))
-        return torch.sigmoid(self.head(d))
 
 
 _FACTORIES = {
