@@ -16,7 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deploy.cli import cli
 from deploy.errors import DeployError
-from deploy.tools import files, metrics, report
+from deploy.data import metrics
+from deploy.tools import files, report
 from deploy.tools.run import run
 
 REPO = Path(__file__).resolve().parents[1]
