@@ -10,11 +10,14 @@ import numpy as np
 Engine = Callable[[], list]
 
 
-def ort_engine(onnx_path: Path, x: np.ndarray, threads: int) -> Engine:
+def ort_engine(onnx_path: Path, x: np.ndarray, threads: int, spinning: bool = True) -> Engine:
+    """spinning=False: onnxruntime's threads sleep after a run instead of spinning (by default they
+    spin on, competing with the engine timed next when engines are interleaved)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}

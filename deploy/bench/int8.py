@@ -48,66 +48,79 @@ def run(work: Path, batches=(1, 8), runs: int = 20, model: str = MODEL) -> dict:
     from deploy.quantize.qdq import ort_quantize_static
     from deploy.runtime.model import read_meta
 
-    threads = cores()
     onnx_path = models.bench_onnx(model, work)
     cfg = _config(model, onnx_path, work)
     t = time.perf_counter()
     prefix = compile_build(cfg, recalibrate=True, progress=False)       # calibration + compile from scratch
     total_s = time.perf_counter() - t
-    stages = read_meta(prefix)["compile"]["stages"]
     proto = models.load(onnx_path)
     p = plan(cfg, proto, prefix.parent, progress=False)                 # the suite's calibration.json
     (work / "onnx").mkdir(parents=True, exist_ok=True)
-    ort_int8 = ort_quantize_static(proto, p, work / "onnx" / f"{onnx_path.stem}-ort-int8.onnx")
-    qdq = prefix.parent / "mod.qdq.onnx"
-    result = {"machine": report.machine(), "threads": threads, "runs": runs, "model": model, "onnx": str(onnx_path),
+    paths = {"ort_fp32": onnx_path, "tvm_int8": prefix, "qdq": prefix.parent / "mod.qdq.onnx",
+             "ort_int8": ort_quantize_static(proto, p, work / "onnx" / f"{onnx_path.stem}-ort-int8.onnx")}
+    result = {"machine": report.machine(), "threads": cores(), "runs": runs, "model": model, "onnx": str(onnx_path),
               "conv_gop_per_image": conv_flops(proto) / 1e9, "targets": TARGETS,
               "calibration_images": p.num_images, "calibrate_mode": p.calibrate_mode,
               "quantized_convs": len(p.convs), "float_convs": len(p.skipped),
               "calibrate_compile_s": total_s, "calibrate_compile_target_s": CALIB_COMPILE_TARGET_S,
-              "stages_s": stages, "batches": []}
-    for b in batches:
-        x = _images(cfg, b)
-        engines = {"ort_fp32": ort_engine(onnx_path, x, threads), "ort_int8": ort_engine(ort_int8, x, threads),
-                   "tvm_int8": tvm_engine(prefix, x, threads)}
-        outs = {k: fn() for k, fn in engines.items()}
-        outs["qdq"] = ort_engine(qdq, x, threads)()
-        checks = {k: {"vs_qdq_max_abs": max_abs(outs["qdq"], outs[k]),
-                      "vs_qdq_mask_agreement": mask_agreement(outs["qdq"], outs[k]),
-                      "vs_fp32_mask_agreement": mask_agreement(outs["ort_fp32"], outs[k])}
-                  for k in ("ort_int8", "tvm_int8")}
-        ms = {k: median_ms(v) for k, v in interleaved(engines, runs).items()}
-        result["batches"].append({
-            "batch": b, "median_ms": ms, "checks": checks,
-            "tvm_int8_speedup": {"vs_ort_fp32": ms["ort_fp32"] / ms["tvm_int8"],
-                                 "vs_ort_int8": ms["ort_int8"] / ms["tvm_int8"]},
-            "ort_int8_speedup_vs_ort_fp32": ms["ort_fp32"] / ms["ort_int8"],
-            "tvm_int8_gops": result["conv_gop_per_image"] * b / (ms["tvm_int8"] / 1e3)})
+              "stages_s": read_meta(prefix)["compile"]["stages"]}
+    result["batches"] = [_measure(paths, _images(cfg, b), runs, result["conv_gop_per_image"]) for b in batches]
     return result
 
 
+def _measure(paths: dict, x: np.ndarray, runs: int, gop: float) -> dict:
+    """One batch: output agreement, then interleaved median times (engines take turns, so load
+    changes hit all alike) twice: with onnxruntime's default thread spinning (its threads keep
+    spinning after a run, slowing down whichever engine runs next) and with spinning off."""
+    threads = cores()
+    timings = {}
+    for mode, spin in (("ORT spinning", True), ("ORT spinning off", False)):
+        engines = {"ort_fp32": ort_engine(paths["ort_fp32"], x, threads, spin),
+                   "ort_int8": ort_engine(paths["ort_int8"], x, threads, spin),
+                   "tvm_int8": tvm_engine(paths["tvm_int8"], x, threads)}
+        timings[mode] = {k: median_ms(v) for k, v in interleaved(engines, runs).items()}
+    outs = {k: fn() for k, fn in engines.items()}
+    outs["qdq"] = ort_engine(paths["qdq"], x, threads)()
+    checks = {k: {"vs_qdq_max_abs": max_abs(outs["qdq"], outs[k]),
+                  "vs_qdq_mask_agreement": mask_agreement(outs["qdq"], outs[k]),
+                  "vs_fp32_mask_agreement": mask_agreement(outs["ort_fp32"], outs[k])}
+              for k in ("ort_int8", "tvm_int8")}
+    speedup = {mode: {"vs_ort_fp32": ms["ort_fp32"] / ms["tvm_int8"], "vs_ort_int8": ms["ort_int8"] / ms["tvm_int8"]}
+               for mode, ms in timings.items()}
+    return {"batch": len(x), "median_ms": timings, "checks": checks, "tvm_int8_speedup": speedup,
+            "tvm_int8_gops": {mode: gop * len(x) / (ms["tvm_int8"] / 1e3) for mode, ms in timings.items()}}
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return f"{ratio:.2f}× {'ok' if ratio >= target else 'below'}"
+
+
 def markdown(result: dict) -> str:
-    rows = []
+    speed, acc = [], []
     for b in result["batches"]:
-        ms, sp, c = b["median_ms"], b["tvm_int8_speedup"], b["checks"]
-        rows.append([b["batch"], ms["ort_fp32"], ms["ort_int8"], ms["tvm_int8"],
-                     f"{sp['vs_ort_fp32']:.2f}× {'ok' if sp['vs_ort_fp32'] >= TARGETS['vs_ort_fp32'] else 'below'}",
-                     f"{sp['vs_ort_int8']:.2f}× {'ok' if sp['vs_ort_int8'] >= TARGETS['vs_ort_int8'] else 'below'}",
-                     b["tvm_int8_gops"],
-                     f"{100 * c['tvm_int8']['vs_qdq_mask_agreement']:.2f}%", c["tvm_int8"]["vs_qdq_max_abs"],
-                     f"{100 * c['tvm_int8']['vs_fp32_mask_agreement']:.2f}%",
-                     f"{100 * c['ort_int8']['vs_fp32_mask_agreement']:.2f}%"])
-    header = ["batch", "ORT fp32 ms", "ORT int8 ms", "TVM int8 ms", "TVM int8 vs ORT fp32",
-              "TVM int8 vs ORT int8", "TVM int8 GOP/s", "TVM masks = QDQ", "TVM max abs vs QDQ",
-              "TVM masks = fp32", "ORT int8 masks = fp32"]
+        for mode, ms in b["median_ms"].items():
+            sp = b["tvm_int8_speedup"][mode]
+            speed.append([b["batch"], mode, ms["ort_fp32"], ms["ort_int8"], ms["tvm_int8"],
+                          _verdict(sp["vs_ort_fp32"], TARGETS["vs_ort_fp32"]),
+                          _verdict(sp["vs_ort_int8"], TARGETS["vs_ort_int8"]), b["tvm_int8_gops"][mode]])
+        c = b["checks"]
+        acc.append([b["batch"], f"{100 * c['tvm_int8']['vs_qdq_mask_agreement']:.2f}%", c["tvm_int8"]["vs_qdq_max_abs"],
+                    f"{100 * c['tvm_int8']['vs_fp32_mask_agreement']:.2f}%",
+                    f"{100 * c['ort_int8']['vs_fp32_mask_agreement']:.2f}%", c["ort_int8"]["vs_qdq_max_abs"]])
     st = result["stages_s"]
     ok = "ok" if result["calibrate_compile_s"] <= result["calibrate_compile_target_s"] else "over"
     return (f"# int8 benchmark\n\n{result['model']} at full width ({result['conv_gop_per_image']:.2f} GOP of convs "
-            f"per image), {result['machine']['cpu']}, {result['threads']} threads, median of {result['runs']} "
-            f"interleaved runs on preprocessed calibration-set images. ORT int8 = onnxruntime's quantize_static "
-            f"QDQ model with our calibration ranges. Ratios are throughput (time of the other / ours); targets: "
-            f"≥ {TARGETS['vs_ort_fp32']}× ORT fp32, ≥ {TARGETS['vs_ort_int8']}× ORT int8.\n\n"
-            + report.table(header, rows)
+            f"per image), {result['machine']['cpu']}, {result['threads']} threads, medians of {result['runs']} runs "
+            f"on preprocessed calibration-set images. ORT int8 = onnxruntime's quantize_static QDQ model with our "
+            f"calibration ranges. Ratios are throughput (time of the other / ours); targets: "
+            f"≥ {TARGETS['vs_ort_fp32']}× ORT fp32, ≥ {TARGETS['vs_ort_int8']}× ORT int8. Engines take turns "
+            f"(interleaved), once with onnxruntime's default thread spinning (its threads keep spinning after a "
+            f"run and slow down whichever engine runs next) and once with it off.\n\n"
+            + report.table(["batch", "onnxruntime threads", "ORT fp32 ms", "ORT int8 ms", "TVM int8 ms",
+                            "TVM int8 vs ORT fp32", "TVM int8 vs ORT int8", "TVM int8 GOP/s"], speed)
+            + "\n## Agreement (probability maps, masks at 0.5)\n\n"
+            + report.table(["batch", "TVM masks = QDQ", "TVM max abs vs QDQ", "TVM masks = ORT fp32",
+                            "ORT int8 masks = ORT fp32", "ORT int8 max abs vs QDQ"], acc)
             + f"\n{result['quantized_convs']} convs in int8, {result['float_convs']} in fp32; "
             f"{result['calibrate_mode']} calibration on {result['calibration_images']} images.\n\n"
             f"Calibration + compile: {result['calibrate_compile_s']:.1f} s ({ok}, target ≤ "

@@ -1,19 +1,20 @@
 """`compile_build(cfg)`: build YAML → compiled model suite (see deploy.compiler.artifact).
 
 Stages (a tqdm bar on stderr follows them; compile.log records each with its time):
-load ONNX → check (operators, inputs vs YAML) → target → import (Relax, symbolic batch or one
-entry per listed size) → optimize (the CPU backend for llvm targets; TVM's stock passes for cuda)
-→ build (tvm.compile) → export (mod.so) → verify (load the new library with the runtime and run a
-zero batch, on this CPU when the target can run here; CUDA kernels are test-compiled with nvcc)
-→ write mod.json + compile.log and swap the folder in atomically.
+load ONNX → check (operators, inputs vs YAML) → target → calibrate (int8 only: calibration plan
+and QDQ model, deploy.compiler.quantized) → import (Relax, symbolic batch or one entry per listed
+size; int8 imports the QDQ model) → optimize (int8: QDQ → integer convs, deploy.compiler.int8;
+then the CPU backend for llvm targets, TVM's stock passes for cuda) → build (tvm.compile) →
+export (mod.so) → verify (load the new library with the runtime and run a zero batch, on this CPU
+when the target can run here; CUDA kernels are test-compiled with nvcc) → write mod.json +
+compile.log (int8: + mod.qdq.onnx, calibration.json) and swap the folder in atomically.
 Nothing is written to the workspace before the build succeeds (a bad YAML, ONNX or target
 creates no folder); from the export on, files go to a temporary folder swapped in at the end.
-
-int8 is refused in one place, `_lower_int8`, until calibration and the integer lowering land.
 """
 from __future__ import annotations
 
 import datetime as _dt
+from collections import Counter
 import shutil
 import sys
 import time
@@ -25,11 +26,11 @@ import numpy as np
 from deploy.compiler import artifact, onnx_import, ops_scan
 from deploy.compiler import target as targets
 from deploy.config.build import BuildConfig
-from deploy.errors import DeployError, UnsupportedError
+from deploy.errors import DeployError
 from deploy.runtime._tvm import import_tvm
 from deploy.runtime.model import SCHEMA_VERSION
 
-STAGES = ("load", "check", "target", "import", "optimize", "build", "export", "verify", "write")
+STAGES = ("load", "check", "target", "calibrate", "import", "optimize", "build", "export", "verify", "write")
 
 
 class CompileLog:
@@ -82,7 +83,8 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
     tvm = import_tvm()
     log(f"tvm {tvm.__version__} imported")
     show = (sys.stderr.isatty() if progress is None else progress)
-    bar = tqdm(total=len(STAGES), desc=f"compile {cfg.name}", unit="stage", disable=not show, leave=False,
+    int8 = cfg.backend.dtype == "int8"
+    bar = tqdm(total=len(STAGES) - (not int8), desc=f"compile {cfg.name}", unit="stage", disable=not show, leave=False,
                file=sys.stderr)
     try:
         # everything up to the build happens in memory: a failure there touches no file
@@ -100,15 +102,16 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             for name, shape in cfg.frontend.shape.items():
                 if shape[0] != 1 and not cfg.backend.batch_sizes:
                     log(f"frontend.shape.{name}: batch {shape[0]} ignored: the module takes any batch")
-            calibration = {"files": 0, "sha256": None}
-            if cfg.backend.dtype == "int8":
-                calibration = _lower_int8(cfg, model, recalibrate)
         with log.stage("target", bar):
             spec = target if target is not None else cfg.backend.target
             source = "--target" if target is not None else f"{cfg.source}: backend.compile.target"
             tgt = targets.resolve_target(spec, source, log)
+        q8 = None
+        if int8:
+            with log.stage("calibrate", bar):
+                q8 = _lower_int8(cfg, model, tgt, recalibrate, log, show)
         with log.stage("import", bar):
-            mod, entry = onnx_import.import_model(model, cfg, chw, log)
+            mod, entry = onnx_import.import_model(model if q8 is None else q8.qdq, cfg, chw, log)
             first = mod[next(iter(entry["functions"].values()))]
             n_var = first.params[0].ty.shape.values[0] if entry["symbolic"] else None
             params, outs = onnx_import.relax_signature(first, n_var)
@@ -120,7 +123,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             mod, pipeline = _optimize(mod, tgt, cfg.backend.dtype, log)
         with log.stage("build", bar):
             with tvm.transform.PassContext(opt_level=3):
-                ex = tvm.compile(mod, tgt)
+                ex = tvm.compile(mod, tgt, relax_pipeline=_relax_pipeline(tgt))
         # files: a temporary folder next to the suite, swapped in only when complete
         with artifact.staging(cfg.artifact_dir) as tmp:
             prefix_name = cfg.prefix.name
@@ -128,7 +131,11 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             with log.stage("export", bar):
                 ex.export_library(str(so_path))
                 log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
+            calibration = {"files": 0, "sha256": None} if q8 is None else q8.record()
             meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline)
+            if q8 is not None:
+                q8.write(tmp, prefix_name)
+                meta["quantization"] = q8.summary(prefix_name)
             meta_path = tmp / f"{prefix_name}.json"
             artifact.write_json(meta_path, meta)
             with log.stage("verify", bar):
@@ -147,12 +154,26 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
     return cfg.prefix
 
 
-def _lower_int8(cfg: BuildConfig, model, recalibrate: bool) -> dict:
-    """The int8 path (deploy.quantize.plan for calibration, then the integer lowering) will return
-    the calibration record for mod.json here; until both exist, int8 is refused in this one place."""
-    raise UnsupportedError(
-        f"{cfg.source}: int8 compilation is not implemented yet (calibration and the integer lowering are in "
-        f"progress); build fp32 or fp16 for now (--dtype fp16)")
+def _lower_int8(cfg: BuildConfig, model, tgt, recalibrate: bool, log, progress: bool):
+    """Check the target can run int8, then calibrate (or reuse the suite's calibration.json) and
+    make the QDQ model that is imported instead of the float one."""
+    from deploy.compiler import quantized
+    quantized.check_target(cfg, tgt)
+    q8 = quantized.prepare(cfg, model, recalibrate, progress)
+    p = q8.plan
+    log(p.summary())
+    log(f"calibration: {p.num_images} images from {cfg.dataset.path}, "
+        f"{'reused ' + str(cfg.artifact_dir / 'calibration.json') if p.from_cache else 'computed'}")
+    return q8
+
+
+def _relax_pipeline(tgt):
+    """The CPU backend's build pipeline (tvm.compile's default plus a no-alias fix for the
+    symbolic-batch shape_func, without which fp16 convs run 2.2x slower); default elsewhere."""
+    if tgt.kind.name != "llvm":
+        return "default"
+    from deploy.compiler.backend import cpu as backend
+    return backend.relax_pipeline()
 
 
 def _optimize(mod, tgt, dtype: str, log) -> tuple:
@@ -160,10 +181,18 @@ def _optimize(mod, tgt, dtype: str, log) -> tuple:
     default GPU pipeline of tvm.compile. Returns (module, pipeline name)."""
     tvm = import_tvm()
     from tvm import relax
+    if dtype == "int8":  # _lower_int8 admitted only llvm targets with VNNI
+        from deploy.compiler import int8
+        mod = int8.to_integer()(mod)
+        log(f"optimize: int8: {int8.count_integer_convs(mod)} integer convs (deploy.compiler.int8)")
     if tgt.kind.name == "llvm":
         from deploy.compiler.backend import cpu as backend
         log(f"optimize: deploy.compiler.backend.cpu.optimize ({dtype})")
-        return backend.optimize(mod, tgt, dtype), "deploy.compiler.backend.cpu"
+        mod = backend.optimize(mod, tgt, dtype)
+        kinds = Counter(str(f.attrs["segdeploy.schedule"]) for f in mod.functions.values()
+                        if isinstance(f, tvm.tirx.PrimFunc) and "segdeploy.schedule" in f.attrs)
+        log("optimize: schedules " + ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items())))
+        return mod, "deploy.compiler.backend.cpu"
     seq = [relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant()]
     if dtype == "fp16":
         seq.append(relax.transform.ToMixedPrecision(out_dtype="float16"))

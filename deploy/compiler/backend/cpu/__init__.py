@@ -2,7 +2,7 @@
 
     target = host_target()
     mod = relax.frontend.onnx.from_onnx(model)           # shape_dict=None keeps the symbolic batch
-    mod = optimize(mod, target, "fp32")                  # or "fp16"
+    mod = optimize(mod, target, "fp32")                  # or "fp16", or "int8" after deploy.compiler.int8
     ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline())    # == build(mod, target, dtype)
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .target import has_features, host_target, vector_bits
 
 __all__ = ["build", "optimize", "pipeline", "relax_pipeline", "host_target", "DTYPES"]
 
-DTYPES = ("fp32", "fp16")
+DTYPES = ("fp32", "fp16", "int8")   # int8: integer convs (deploy.compiler.int8.to_integer), the rest fp32
 WINOGRAD_MIN = 24
 
 

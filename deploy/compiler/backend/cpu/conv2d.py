@@ -155,9 +155,12 @@ def out_dtype_of(call) -> str:
 
 def legalize_conv2d(bb, call, winograd_min: int | None = None):
     """NHWC/HWIO, groups == 1, constant weights -> Winograd F(4x4,3x3) (3x3 stride 1, output
-    sides >= winograd_min) or the packed direct conv; anything else -> TOPI's conv."""
-    from . import winograd  # noqa: PLC0415 (winograd imports this module)
+    sides >= winograd_min) or the packed direct conv; u8 x s8 -> int32 (deploy.compiler.int8)
+    -> the VNNI conv of int8.py; anything else -> TOPI's conv."""
+    from . import int8, winograd  # noqa: PLC0415 (they import this module)
 
+    if int8.is_int8_conv(call):
+        return int8.legalize_conv2d(bb, call)
     a = call.attrs
     w = const_array(call.args[1])
     if (w is None or int(a.groups) != 1 or (a.data_layout, a.kernel_layout, a.out_layout)

@@ -17,9 +17,10 @@ import numpy as np
 from tvm import relax, te, tirx
 
 from .conv2d import PAD_BLOCK, _packed, co_block, const_array, w_block
-from .vnni import GROUP, LANES
+from .vnni import GROUP, LANES, VNNI_16X4
 
 ACC = "int32"
+KIND = "int8"   # schedule.SCHEDULES key: schedule.conv with the VNNI tile below
 
 
 def pack_weight(w_hwio: np.ndarray, b: int) -> np.ndarray:
@@ -61,7 +62,7 @@ def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation) 
     def body(i, h, w, c):
         return te.sum(xp[i, h * sh + ry * dh, w * sw + rx * dw, rco * GROUP + rci].astype(ACC) *
                       wp[c // b, ry, rx, rco, c % b, rci].astype(ACC), axis=[ry, rx, rco, rci])
-    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC)
+    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
 
 
 def is_int8_conv(call) -> bool:
@@ -83,32 +84,12 @@ def legalize_conv2d(bb, call):
                       primfunc_name_hint="conv2d_nhwc_int8")
 
 
-def schedule_conv(sch, block, lanes: int) -> None:
-    """The fp32 register tile with the inner (16 channels x 4 input channels) tensorized."""
-    from tvm import s_tir
-
-    from .schedule import CB, WB, _inline_all, _spatial_reduce, _vectorize_inner
-    from .vnni import VNNI_16X4
-    ann = sch.get(block).annotations
-    wb, cb = int(ann[WB]), int(ann[CB])
-    _inline_all(sch, keep={sch.get(b).name_hint for b in [block, *sch.get_producers(block)]})
-    pads = sch.get_producers(block)
-    consumers = sch.get_consumers(block) or [sch.cache_write(block, 0, "local")]
-    (n, h, w, co), (ry, rx, rco, rci) = _spatial_reduce(sch, block)
-    co_o, co_v, co_l = sch.split(co, [None, cb // LANES, LANES])
-    w_o, w_i = sch.split(w, [None, wb])
-    sch.reorder(co_o, n, h, w_o, ry, rx, rco, w_i, co_v, co_l, rci)
-    fused = sch.fuse(co_o, n, h)
-    for c in consumers:
-        sch.reverse_compute_at(c, w_o)
-        _vectorize_inner(sch, sch.get_loops(c)[-1], lanes)
-    sch.set_scope(block, 0, "local")
-    for p in pads:
-        sch.compute_at(p, fused)
-        _vectorize_inner(sch, sch.get_loops(p)[-1], lanes)
-    sch.parallel(fused)
-    init = sch.decompose_reduction(block, ry)
+def vnni_tile(sch, block, vec, rd0) -> None:
+    """Finish schedule.conv's tile for int8: `vec` (the tile's channels, with the 4 input channels
+    of a dot-product group inside it) is split in 16-channel groups, each (16 x 4) step becomes
+    one VNNI intrinsic call; the accumulator init is vectorized."""
+    groups, lanes16 = sch.split(vec, [None, LANES])
+    sch.unroll(groups)
+    init = sch.decompose_reduction(block, rd0)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.unroll(w_i)
-    sch.unroll(co_v)
-    sch.tensorize(co_l, VNNI_16X4)
+    sch.tensorize(lanes16, VNNI_16X4)

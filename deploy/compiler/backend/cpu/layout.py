@@ -104,6 +104,26 @@ def fold_batch_norm(func: relax.Function) -> relax.Function:
     return rewrite_call(pattern, rewriter, func)
 
 
+def fold_pad_transposes(func: relax.Function) -> relax.Function:
+    """ConvertLayout has no layout rule for nn.pad: it keeps a pad in the original layout between
+    two transposes (NHWC → NCHW, pad, → NHWC). Pad the NHWC tensor directly instead."""
+    x = wildcard()
+    inner = is_op("relax.permute_dims")(x)
+    pad = is_op("relax.nn.pad")(inner)
+    pattern = is_op("relax.permute_dims")(pad)
+
+    def rewriter(expr, m):
+        p, q = m[inner].attrs.axes, expr.attrs.axes
+        if p is None or q is None or [int(p[int(k)]) for k in q] != list(range(len(p))):
+            return expr
+        a, widths = m[pad].attrs, [0] * (2 * len(p))
+        for j, axis in enumerate(int(v) for v in p):   # pad axis j is axis p[j] of x
+            widths[2 * axis:2 * axis + 2] = [int(v) for v in a.pad_width[2 * j:2 * j + 2]]
+        return relax.op.nn.pad(m[x], widths, str(a.pad_mode), float(a.pad_value))
+
+    return rewrite_call(pattern, rewriter, func)
+
+
 def _per_function(fn):
     @tvm.transform.module_pass(opt_level=0, name=fn.__name__)
     def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -117,6 +137,7 @@ def _per_function(fn):
 
 FoldConstantsNumpy = _per_function(fold_constants)
 FoldBatchNorm = _per_function(fold_batch_norm)
+FoldPadTransposes = _per_function(fold_pad_transposes)
 
 
 def graph_passes() -> list[tvm.transform.Pass]:
@@ -127,6 +148,7 @@ def graph_passes() -> list[tvm.transform.Pass]:
         FoldBatchNorm,
         relax.transform.DecomposeOpsForInference(),   # BNs not after a conv
         relax.transform.ConvertLayout(NHWC),
+        FoldPadTransposes,
         FoldConstantsNumpy,            # OIHW -> HWIO weight transposes
         relax.transform.CanonicalizeBindings(),
         relax.transform.DeadCodeElimination(),

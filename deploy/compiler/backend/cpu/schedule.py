@@ -11,6 +11,7 @@ import tvm
 import tvm.sym
 from tvm import s_tir, tirx
 
+from . import int8
 from .conv2d import PAD_BLOCK
 from .winograd import TILE
 
@@ -117,9 +118,11 @@ def conv(sch: s_tir.Schedule, block, lanes: int) -> None:
     """Register-tiled direct conv: loops co_o, n, h | w_o | reductions | w_i (unrolled),
     co_i (vectorized); the accumulator tile (wb x cb) is local, the epilogue runs per tile and
     the padded/converted input rows are produced per (co_o, n, h) iteration. With cb == 1 (few
-    output channels) the tile is wb x CI-lanes partial sums, added up by the epilogue."""
+    output channels) the tile is wb x CI-lanes partial sums, added up by the epilogue. The int8
+    kind (int8.py) has its last reduction (4 input channels) inside co_i, tensorized with VNNI."""
     ann = sch.get(block).annotations
     wb, cb = int(ann[WB]), int(ann[CB])
+    vnni = str(ann[KIND]) == int8.KIND
     _inline_all(sch, keep={sch.get(b).name_hint for b in [block, *sch.get_producers(block)]})
     pads = sch.get_producers(block)
     consumers = _downstream(sch, block) or [sch.cache_write(block, 0, "local")]
@@ -130,7 +133,8 @@ def conv(sch: s_tir.Schedule, block, lanes: int) -> None:
         fused, vec = sch.fuse(n, h), lane[0]
     else:
         co_o, vec = sch.split(co, [None, cb])
-        sch.reorder(co_o, n, h, w_o, *rd, w_i, vec)
+        inner = rd[-1:] if vnni else []
+        sch.reorder(co_o, n, h, w_o, *rd[:len(rd) - len(inner)], w_i, vec, *inner)
         fused = sch.fuse(co_o, n, h)
     for c in consumers:
         sch.reverse_compute_at(c, w_o)
@@ -142,6 +146,9 @@ def conv(sch: s_tir.Schedule, block, lanes: int) -> None:
         _vectorize_inner(sch, sch.get_loops(p)[-1], lanes)
     sch.parallel(fused)
     sch.unroll(w_i)
+    if vnni:
+        int8.vnni_tile(sch, block, vec, rd[0])
+        return
     sch.vectorize(vec)   # before decompose_reduction (fails after)
     sch.decompose_reduction(block, rd[0])
 
@@ -200,7 +207,7 @@ def winograd(sch: s_tir.Schedule, block, lanes: int) -> None:
     sch.decompose_reduction(block, rc)
 
 
-SCHEDULES = {"conv": conv, "winograd": winograd, "generic": generic}
+SCHEDULES = {"conv": conv, int8.KIND: conv, "winograd": winograd, "generic": generic}
 
 
 def classify(sch: s_tir.Schedule):
