@@ -32,6 +32,14 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def nominal_peak_gflops(flop_per_cycle: int = 32) -> float:
+    """cores × clock × fp32 FLOP/cycle; 32 = one 512-bit FMA per cycle (Zen 4 runs AVX-512 on two
+    256-bit pipes; Intel server cores with two 512-bit FMA units reach 64)."""
+    from pathlib import Path
+    mhz = next(float(l.split(":")[1]) for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("cpu MHz"))
+    return cores() * mhz * 1e-3 * flop_per_cycle
+
+
 def sgemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """A measured fp32 ceiling for this machine: numpy's BLAS sgemm, best of a few runs."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
