@@ -242,13 +242,6 @@ def test_failed_compile_leaves_previous_artifact(tmp_path, monkeypatch, where):
     assert Model(prefix).run(np.zeros((1, 3, 8, 8), np.float32))[0].shape == (1, 4, 8, 8)
 
 
-def test_int8_is_refused_clearly(tmp_path):
-    y = write_build(tmp_path, conv_graph(cin=3, cout=4, h=8, w=8), "q_int8", dtype="int8")
-    with pytest.raises(UnsupportedError, match="int8 compilation is not implemented yet"):
-        compile_build(load_build_config(y), progress=False)
-    assert not (tmp_path / "ws").exists()
-
-
 # ---- targets -----------------------------------------------------------------------------------
 
 def test_target_specs():

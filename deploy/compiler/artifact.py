@@ -5,7 +5,10 @@ Layout (`cfg.artifact_dir`, `<workspace>/<name>/` for the current YAML schema):
     <name>/
       mod.so        TVM library: Relax VM bytecode + kernels, weights bound inside as constants
       mod.json      description (below); the runtime needs both files, found by the prefix .../mod
-      compile.log   what the compile did: target, stages and timings, warnings
+      compile.log   what the compile did: target, stages and timings, warnings, kernel schedules
+      int8 only:
+      mod.qdq.onnx      the "ideal" int8 model with the chosen scales (QDQ), runnable in onnxruntime
+      calibration.json  thresholds + hashes; reused by a rebuild with the same ONNX and images
 
 `mod.json` (schema_version 1):
     schema_version, name, library ("mod.so"),
@@ -21,6 +24,7 @@ Layout (`cfg.artifact_dir`, `<workspace>/<name>/` for the current YAML schema):
     sources: {onnx, build_yaml: {path, sha256}, calibration: {files, sha256}} (calibration empty
         — 0 files, sha256 null — unless int8);
     preprocess: cfg.dataset.process_ops as [{type, **fields}];
+    quantization (int8 only): the plan's summary (mode, quantized and skipped convs with reasons);
     compile: {seconds, finished_at (UTC ISO), stages {name: seconds}, host}.
 
 Atomicity: everything is written into a hidden temporary folder next to the artifact folder

@@ -35,6 +35,10 @@ def _topi_nchw(x, w, s, pad, out_pad, groups, dilation, dt):
 
 
 def legalize_conv2d_transpose(bb, call):
+    from . import int8  # noqa: PLC0415 (int8 imports conv2d)
+
+    if int8.is_int8_upconv(call):
+        return int8.legalize_conv2d_transpose(bb, call)
     a = call.attrs
     s, d = [int(v) for v in a.strides], [int(v) for v in a.dilation]
     pad, out_pad = [int(v) for v in a.padding], [int(v) for v in a.output_padding]

@@ -1,11 +1,11 @@
 """int8 conv2d (NHWC): u8 activations x s8 weights -> s32, tensorized with AVX-512 VNNI.
 
-The Relax rewrite (deploy.compiler.int8) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` in the
-graph; this module legalizes it into the packed conv block of conv2d.py with the reduction over
-input channels split in groups of 4 (`rco`, `rci`) and the weights packed
-`Wp[co // B, ry, rx, ci // 4, co % B, ci % 4]`, so that one output pixel x 16 channels x 4 input
-channels is exactly one `vpdpbusd` (deploy.compiler.backend.cpu.vnni). CI is zero-padded to a
-multiple of 4 (weights and the per-row input copy), CO to the tile as in fp32.
+The Relax rewrite (deploy.compiler.int8) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` (and the
+kernel == stride `conv2d_transpose`) in the graph; this module legalizes them into the packed
+conv blocks of conv2d.py with the reduction over input channels split in groups of 4 (`rco`,
+`rci`) and the weights packed `Wp[co // B, ry, rx, ci // 4, co % B, ci % 4]`, so that one output
+pixel x 16 channels x 4 input channels is exactly one `vpdpbusd` (vnni.py). CI is zero-padded to
+a multiple of 4 (weights and the per-row input copy), CO to the tile as in fp32.
 
 Spatial padding is with 0, which is the zero point of every u8 activation the rewrite produces
 directly; signed activations arrive shifted to u8 (zero point 128) and already padded with 128 by
@@ -65,12 +65,49 @@ def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation) 
     return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
 
 
+def upconv_nhwc(x: te.Tensor, wp: te.Tensor, co: int) -> te.Tensor:
+    """conv2d_transpose with kernel == stride, no padding (conv2d.upconv_nhwc in int8):
+    out[n, h, w, c] = sum x[n, h//s, w//s, 4*rco+rci] * wp[c//B, h%s, w%s, rco, c%B, rci]."""
+    n, hh, ww = x.shape[0], int(x.shape[1]), int(x.shape[2])
+    nb, sh, sw, ci4, b, _ = (int(v) for v in wp.shape)
+    oh, ow = hh * sh, ww * sw
+    wb = w_block(ow, b, 4)
+    owp = -(-ow // wb) * wb
+    xp = _pad(x, 0, 0, 0, -(-owp // sw) - ww, ci4 * GROUP)
+    rco, rci = te.reduce_axis((0, ci4), "rco"), te.reduce_axis((0, GROUP), "rci")
+
+    def body(i, h, w, c):
+        return te.sum(xp[i, h // sh, w // sw, rco * GROUP + rci].astype(ACC) *
+                      wp[c // b, h % sh, w % sw, rco, c % b, rci].astype(ACC), axis=[rco, rci])
+    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
+
+
+def _int8_operands(call) -> bool:
+    return (str(call.args[0].ty.dtype) == "uint8" and str(call.args[1].ty.dtype) == "int8"
+            and str(call.attrs.out_dtype) == ACC and int(call.attrs.groups) == 1
+            and const_array(call.args[1]) is not None)
+
+
+def is_int8_upconv(call) -> bool:
+    """The rewrite's integer up-conv: kernel == stride, no padding, NHWC/IOHW."""
+    a = call.attrs
+    return (_int8_operands(call) and (a.data_layout, a.kernel_layout, a.out_layout) == ("NHWC", "IOHW", "NHWC")
+            and list(const_array(call.args[1]).shape[2:]) == [int(s) for s in a.strides]
+            and not any(int(v) for v in (*a.padding, *a.output_padding)) and all(int(d) == 1 for d in a.dilation))
+
+
+def legalize_conv2d_transpose(bb, call):
+    """`conv2d_transpose(u8, s8 const, out_dtype=int32)`, kernel == stride -> the VNNI up-conv."""
+    w = const_array(call.args[1])                   # IOHW: (CI, CO, s, s)
+    co = w.shape[1]
+    wp = relax.const(pack_weight(w.transpose(2, 3, 0, 1), co_block(co, LANES)))
+    return bb.call_te(upconv_nhwc, call.args[0], wp, co, primfunc_name_hint="conv2d_transpose_nhwc_int8")
+
+
 def is_int8_conv(call) -> bool:
     """The rewrite's integer conv: u8 data, constant s8 weights, int32 result, NHWC/HWIO."""
-    a = call.attrs
-    return (str(call.args[0].ty.dtype) == "uint8" and str(call.args[1].ty.dtype) == "int8"
-            and str(a.out_dtype) == ACC and int(a.groups) == 1 and const_array(call.args[1]) is not None
-            and (a.data_layout, a.kernel_layout, a.out_layout) == ("NHWC", "HWIO", "NHWC"))
+    return _int8_operands(call) and (call.attrs.data_layout, call.attrs.kernel_layout,
+                                     call.attrs.out_layout) == ("NHWC", "HWIO", "NHWC")
 
 
 def legalize_conv2d(bb, call):
