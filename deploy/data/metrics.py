@@ -68,24 +68,21 @@ def predict(output: np.ndarray, threshold: float = PRED_THRESHOLD, sigmoid: bool
 
 def binarize_gt(gt_gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """GT (H0, W0) 0..255 → bool (H, W): cv2 bilinear resize to `size` = (H, W), then `>= 125`."""
-    gt = np.asarray(gt_gray)
-    if gt.ndim == 3:
-        gt = gt[..., 0]
-    h, w = size
-    if gt.shape != (h, w):
-        gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_LINEAR)
-    return gt >= GT_THRESHOLD
+    return _gt_at(gt_gray, size, cv2.INTER_LINEAR) >= GT_THRESHOLD
 
 
 def label_gt(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Class-index GT (values 0..K-1, 255 = ignore) → (H, W) at `size` with nearest resize."""
+    return _gt_at(gt, size, cv2.INTER_NEAREST)
+
+
+def _gt_at(gt: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
+    """A single-channel GT at (H, W) = size (first channel of a 3-channel file)."""
     gt = np.asarray(gt)
     if gt.ndim == 3:
         gt = gt[..., 0]
     h, w = size
-    if gt.shape != (h, w):
-        gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
-    return gt
+    return gt if gt.shape == (h, w) else cv2.resize(gt, (w, h), interpolation=interp)
 
 
 def iou_dice(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
