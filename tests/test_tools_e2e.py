@@ -274,4 +274,5 @@ def test_bench_stream_smoke(env, tmp_path):
     from deploy.tools import bench_stream
     r = bench_stream.run(tmp_path, env["prefix"], env["vdsp"], env["images"], batch=4, images=12, iterations=3)
     assert r["images"] == 12 and r["model_only_qps"] > 0 and r["stream_ips"] > 0
+    assert len(r["ratios"]) == 3 and r["ratio"] == sorted(r["ratios"])[1] and len(r["model_only_qps_runs"]) == 4
     assert json.loads((tmp_path / "stream_bench.json").read_text())["ratio"] == pytest.approx(r["ratio"])

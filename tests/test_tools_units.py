@@ -149,6 +149,20 @@ def test_stream_is_bounded_and_stops_when_closed():
     assert len(loaded) <= n + 4
 
 
+def test_stream_turns_opencv_threads_off_while_running_and_restores_them():
+    import cv2
+    before = cv2.getNumThreads()
+    seen = []
+    stream = Stream(lambda xs: [xs[0]], lambda i: (seen.append(cv2.getNumThreads()) or np.zeros(1), None), batch=2)
+    it = stream.run(range(4))
+    next(it)
+    inner = Stream(lambda xs: [xs[0]], lambda i: (np.zeros(1), None)).run(range(2))
+    list(inner)  # a second stream ending first must not switch OpenCV's threads back on under the first
+    assert cv2.getNumThreads() == 1
+    list(it)
+    assert set(seen) == {1} and cv2.getNumThreads() == before
+
+
 # ---------------------------------------------------------------------------------------- perf
 @pytest.mark.parametrize("text, shapes", [
     ("[3,96,96]", [(3, 96, 96)]), ("3,96,96", [(3, 96, 96)]), ("(3, 96, 96)", [(3, 96, 96)]),

@@ -156,6 +156,23 @@ def test_train_checkpoint_resume_and_loss(dsb_tiny, tmp_path):
     assert {p.key: p.value for p in onnx.load(onnx_path).metadata_props}["width"] == "0.125"
 
 
+def test_precision_is_recorded_and_part_of_the_config(dsb_tiny, tmp_path):
+    from deploy.errors import DeployError
+    with pytest.raises(DeployError, match="precision must be one of"):
+        _train(dsb_tiny, tmp_path / "x", 2, precision="fp8")
+    ck = T.load_checkpoint(_train(dsb_tiny, tmp_path / "a", 2, precision="bf16"))
+    assert ck["config"]["precision"] == "bf16" and np.isfinite(ck["history"]).all()
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())  # fp32 master weights
+    with pytest.raises(DeployError, match="precision"):
+        _train(dsb_tiny, tmp_path / "a", 4, precision="fp32")
+    # a checkpoint from before the field existed was trained in fp32 and resumes as such
+    path = _train(dsb_tiny, tmp_path / "b", 2, precision="fp32")
+    ck = T.load_checkpoint(path)
+    del ck["config"]["precision"]
+    T.save_checkpoint(path, ck)
+    assert T.load_checkpoint(_train(dsb_tiny, tmp_path / "b", 3, precision="fp32"))["step"] == 3
+
+
 def test_bad_data_dir(tmp_path):
     from deploy.errors import DeployError
     with pytest.raises(DeployError, match="DSB2018 layout"):

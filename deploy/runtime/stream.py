@@ -10,6 +10,12 @@ most `depth` wait to be finished: memory stays flat on 100k images and decoding 
 image) does not stop the stream: it comes back with `.error` set and is never inferred.
 Any other exception (the model, a finisher) stops the stream and is re-raised in the caller;
 closing the iterator early (Ctrl-C, break) stops the threads too.
+
+While a stream runs, OpenCV's own thread pool is switched off (restored afterwards): the stream
+already decodes several images in parallel, and OpenCV splitting each small resize/convert across
+every core only preempts the model's threads, which then wait for each other at their barriers.
+Measured on 2 cores, UNet++ batch 8: end-to-end 86-88 % of model-only throughput with it, 95 %
+without.
 """
 from __future__ import annotations
 
@@ -17,9 +23,11 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from deploy.errors import DeployError
@@ -34,6 +42,27 @@ class Done:
     item: Any
     value: Any = None
     error: BaseException | None = None
+
+
+_cv_lock = threading.Lock()
+_cv_state = {"users": 0, "before": 0}
+
+
+@contextmanager
+def opencv_single_thread() -> Iterator[None]:
+    """OpenCV's (process-wide) thread pool off while any stream runs, then put back as it was."""
+    with _cv_lock:
+        if _cv_state["users"] == 0:
+            _cv_state["before"] = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _cv_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _cv_lock:
+            _cv_state["users"] -= 1
+            if _cv_state["users"] == 0:
+                cv2.setNumThreads(_cv_state["before"])
 
 
 def batch_runner(model: Any) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
@@ -65,6 +94,10 @@ class Stream:
         self.depth = depth or 2 * batch + 2 * workers
 
     def run(self, items: Iterable[Any]) -> Iterator[Done]:
+        with opencv_single_thread():
+            yield from self._run(items)
+
+    def _run(self, items: Iterable[Any]) -> Iterator[Done]:
         stop = threading.Event()
         loaded: queue.Queue = queue.Queue(self.depth)
         finished: queue.Queue = queue.Queue(self.depth)

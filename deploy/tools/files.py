@@ -18,14 +18,17 @@ def _tmp(path: Path) -> Path:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """The temporary is removed only on failure: an unlink of a missing file still takes the
+    directory's lock, which the writer threads of a run all contend for."""
     path = Path(path)
     tmp = _tmp(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -27,6 +27,9 @@ def _zoo(module: str):
 
 
 MODEL = click.argument("model", type=click.Choice(NAMES))
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(("auto", "fp32", "bf16")),
+                         help="Forward-pass precision while training; auto = bf16 autocast where the CPU has native "
+                         "bf16 (AVX512-BF16/AMX), else fp32. The exported ONNX is fp32 either way.")
 
 
 @click.group("zoo")
@@ -49,11 +52,12 @@ def zoo_group() -> None:
 @click.option("--out", "out", default=Path("workspace/zoo/train"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Checkpoint folder (<model>-<size>.pt).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint instead of resuming it.")
-def train_cmd(model, data, steps, batch, seed, width, size, lr, out, fresh) -> None:
+@PRECISION
+def train_cmd(model, data, steps, batch, seed, width, size, lr, out, fresh, precision) -> None:
     """Train MODEL (BCE, Adam, flips/rot90) and report the held-out UNET-ZOO IoU."""
     train = _zoo("train")
     path = train.train(model, data, out, steps=steps, batch=batch, seed=seed, width=width, lr=lr, size=size,
-                       resume=not fresh, log=lambda m: click.echo(m, err=True))
+                       resume=not fresh, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))
 
 
@@ -90,9 +94,10 @@ def export_cmd(model, weights, out, width, batch, seed) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Re-export even when the ONNX is cached (training resumes/reuses "
               "its checkpoint).")
-def prepare_cmd(model, out_dir, data_dir, steps, width, batch, seed, force) -> None:
+@PRECISION
+def prepare_cmd(model, out_dir, data_dir, steps, width, batch, seed, force, precision) -> None:
     """Make <out-dir>/MODEL-<size>.onnx if missing: synthesize data, train, export (idempotent)."""
     prepare = _zoo("prepare")
     path = prepare.prepare(model, out_dir, data_dir, steps=steps, width=width, batch=batch, seed=seed, force=force,
-                           log=lambda m: click.echo(m, err=True))
+                           precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))

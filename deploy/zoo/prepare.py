@@ -59,7 +59,8 @@ def dataset_dir(name: str, data_root: str | os.PathLike, n: int = 200, seed: int
 
 def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: str | os.PathLike | None = None,
             *, steps: int | None = None, width: float | None = None, batch: int | None = None, seed: int = 0,
-            force: bool = False, progress: bool = True, num_threads: int | None = 2, log=print) -> Path:
+            force: bool = False, progress: bool = True, precision: str = "auto", num_threads: int | None = 2,
+            log=print) -> Path:
     """Return `<out_dir>/<name>-<size>.onnx`, generating data, training and exporting if missing."""
     from deploy.zoo.export import export_onnx
     from deploy.zoo.train import train
@@ -82,7 +83,8 @@ def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: 
     data = data.resolve()
     t0 = time.perf_counter()
     ckpt_path = train(name, data, out_dir / "train", steps=steps, batch=batch, seed=seed, width=width,
-                      lr=budget.lr, size=size, progress=progress, num_threads=num_threads, log=log)
+                      lr=budget.lr, size=size, progress=progress, precision=precision, num_threads=num_threads,
+                      log=log)
     export_onnx(name, onnx_file, weights=ckpt_path, width=width, seed=seed)
     import torch
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)

@@ -11,6 +11,12 @@ Preprocessing is the vendor's training recipe: every image and mask is resized (
 RGB, x/255. Targets are mask/255 (soft mattes stay soft). Augmentation: random h/v flips and
 rot90. Loss: BCE on the sigmoid outputs, averaged over heads for deep supervision. Adam.
 
+Precision: on CPUs with native bf16 dot products (AVX512-BF16 / AMX) the forward pass runs under
+bf16 autocast with fp32 master weights and an fp32 loss — measured 2.4-2.8x faster per step on
+Zen 4 (UNet++ 2.25 -> 0.93 s, UNet 3+ 11.9 -> 4.3 s) — elsewhere in fp32, where emulated bf16 is
+slower. The exported ONNX is fp32 either way and the held-out metric is computed in fp32.
+Training runs channels-last (NHWC), which oneDNN prefers: 2.25 -> 1.79 s per UNet++ step in fp32.
+
 Determinism and resume: the weights are initialised from `torch.manual_seed(seed)`; the batch
 drawn at step s (indices and augmentation) comes from `numpy.random.default_rng([seed, s])`, so it
 does not depend on earlier steps. A checkpoint holds the step, model, optimizer, torch RNG state,
@@ -51,6 +57,27 @@ class TrainConfig:
     seed: int = 0
     lr: float = 1e-3
     holdout: float = HOLDOUT
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast); checkpoints older than this field were fp32
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 dot products (AVX512-BF16 or AMX); without them oneDNN emulates bf16 slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise DeployError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return precision
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -169,7 +196,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def train(name: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, steps: int = 100, batch: int = 8,
           seed: int = 0, width: float = 1.0, lr: float = 1e-3, size: int | None = None, *,
           resume: bool = True, save_every: int = 50, progress: bool = True, holdout: float = HOLDOUT,
-          num_threads: int | None = NUM_THREADS, log=print) -> Path:
+          precision: str = "auto", num_threads: int | None = NUM_THREADS, log=print) -> Path:
     """Train `name` for `steps` optimizer steps and return the checkpoint path
     (`<out_dir>/<name>-<size>.pt`). With `resume`, an existing checkpoint of the same config
     continues from its step (a finished one is returned as is); a different config is an error.
@@ -183,19 +210,19 @@ def train(name: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, st
     if num_threads:
         torch.set_num_threads(num_threads)
     cfg = TrainConfig(name=name, width=float(width), size=size, steps=int(steps), batch=int(batch), seed=int(seed),
-                      lr=float(lr), holdout=float(holdout))
+                      lr=float(lr), holdout=float(holdout), precision=resolve_precision(precision))
     samples = find_pairs(data_dir, M.DATASET[name])
     train_set, held = split(samples, holdout)
     names = {"train": [s.image.name for s in train_set], "held_out": [s.image.name for s in held]}
     path = checkpoint_path(out_dir, name, size)
 
     torch.manual_seed(seed)
-    model = M.create(name, width)
+    model = M.create(name, width).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # fused: ~4x faster step on CPU
     start, history, before = 0, [], 0.0
     if resume and path.is_file():
         ckpt = load_checkpoint(path)
-        old = {k: v for k, v in ckpt["config"].items() if k != "steps"}
+        old = {k: v for k, v in {**asdict(TrainConfig(name)), **ckpt["config"]}.items() if k != "steps"}
         new = {k: v for k, v in asdict(cfg).items() if k != "steps"}
         diff = sorted(k for k in new if old.get(k) != new[k])
         if diff:
@@ -229,8 +256,9 @@ def train(name: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, st
     for step in bar:
         xb, yb = draw_batch(x, y, batch, seed, step)
         target = torch.from_numpy(yb)
-        outs = M.as_list(model(torch.from_numpy(xb)))
-        loss = sum(F.binary_cross_entropy(o, target) for o in outs) / len(outs)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            outs = M.as_list(model(torch.from_numpy(xb).contiguous(memory_format=torch.channels_last)))
+        loss = sum(F.binary_cross_entropy(o.float(), target) for o in outs) / len(outs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
