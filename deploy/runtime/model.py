@@ -112,7 +112,7 @@ class Model:
         if num_threads is not None and int(num_threads) < 1:
             raise DeployError(f"num_threads must be at least 1, got {num_threads}")
         self.num_threads = None if num_threads is None else int(num_threads)
-        self._threads = resolve_threads(self.num_threads)
+        self.threads = resolve_threads(self.num_threads)  # in force for every run (what reports should quote)
         self.device_kind = str(self.meta.get("device", "cpu"))
 
         tvm = import_tvm()
@@ -177,8 +177,8 @@ class Model:
         arrays = self._arrange(x)
         n = arrays[0].shape[0]
         with self._lock:
-            if self.device_kind == "cpu" and threads_in_force() != self._threads:
-                set_num_threads(self._threads)
+            if self.device_kind == "cpu" and threads_in_force() != self.threads:
+                set_num_threads(self.threads)
             if self._symbolic:
                 return self._call(self._functions["*"], arrays)
             if n in self._functions:

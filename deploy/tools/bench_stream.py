@@ -12,12 +12,13 @@ BAR = 0.9
 
 
 def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch: int = 8, images: int = 256,
-        iterations: int | None = None, repeats: int = 3) -> dict:
+        iterations: int | None = None, repeats: int = 3, num_threads: int | None = None) -> dict:
     """Measure both and return {model_only_qps, stream_ips, ratio, bar, ok, ...}; writes
     `report_dir/stream_bench.json`. Without `image_dir`, a synthetic DSB2018 set of `images` images
     (with masks) is generated in `report_dir`. Model-only runs are measured before the first stream
     and after each one; each stream is compared with the mean of the two around it, and the median
-    of the `repeats` ratios is reported, so a burst of load from elsewhere moves the result less."""
+    of the `repeats` ratios is reported, so a burst of load from elsewhere moves the result less.
+    `num_threads` limits the model's threads in both measurements (default: every core)."""
     from deploy.tools import files
     from deploy.tools.common import load_model
     from deploy.tools.perf import PerfConfig, benchmark
@@ -30,20 +31,20 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
         data = synth_dsb2018(report_dir / f"data_{images}", n=images)
         image_dir, mask_dir = data / "images", data / "masks"
     cfg = PerfConfig(prefix=str(prefix), batch=batch, iterations=max(2, (iterations or images // batch) // 2),
-                     warmup=2, queue_size=0)
-    model = load_model(prefix)
+                     warmup=2, queue_size=0, num_threads=num_threads)
+    model = load_model(prefix, num_threads)
     out = report_dir / "stream_out"
     model_only = [benchmark(cfg, model=model)["throughput_qps"]]
     streams = []
     for _ in range(max(1, repeats)):
         shutil.rmtree(out, ignore_errors=True)
         streams.append(run_stream(image_dir, prefix, vdsp_params, out, mask_dir, batch=batch, workers=2,
-                                  limit=images, progress=False))
+                                  limit=images, num_threads=num_threads, progress=False))
         model_only.append(benchmark(cfg, model=model)["throughput_qps"])
     ratios = [s["throughput_ips"] * 2 / (a + b) for s, a, b in zip(streams, model_only, model_only[1:])]
     pick = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
     mid = streams[pick]
-    result = {"batch": batch, "images": mid["processed"],
+    result = {"batch": batch, "images": mid["processed"], "model_threads": model.threads,
               "model_only_qps": (model_only[pick] + model_only[pick + 1]) / 2, "model_only_qps_runs": model_only, "stream_ips": mid["throughput_ips"],
               "stream_ips_runs": [s["throughput_ips"] for s in streams], "ratios": ratios,
               "ratio": ratios[pick], "bar": BAR, "ok": ratios[pick] >= BAR, "mean_iou": mid["mean_iou"],
