@@ -100,7 +100,7 @@ def test_run_writes_exact_files_and_scores(env, full_run):
     out, summary = full_run
     stems = sorted(p.stem for p in env["images"].iterdir())
     expected = {f"{s}{suffix}" for s in stems for suffix in (".npz", ".png", "_model.png")}
-    expected |= {"results.csv", "summary.json", "summary.md", "iou_hist.png"}
+    expected |= {"results.csv", "run.json", "summary.json", "summary.md", "iou_hist.png"}
     assert {p.name for p in out.iterdir()} == expected
     assert summary["output_index"] == 1  # mod.json main_output "output", not the first output "aux"
     assert summary["status_counts"] == {"ok": 12} and summary["scored"] == 12
@@ -199,6 +199,17 @@ def test_run_interrupted_then_resume(env, full_run, tmp_path, monkeypatch):
     assert files.npz_ok(torn, keys)
     assert summary["mean_iou"] == pytest.approx(full_run[1]["mean_iou"], abs=1e-9)
     assert len(report.read_rows(out / "results.csv")) == 12
+
+
+def test_resume_refuses_other_settings(env, tmp_path):
+    out = tmp_path / "out"
+    run(env["images"], env["prefix"], env["vdsp"], out, env["masks"], batch=4, limit=3, progress=False)
+    with pytest.raises(DeployError, match="threshold differ"):
+        run(env["images"], env["prefix"], env["vdsp"], out, env["masks"], threshold=0.7, resume=True, progress=False)
+    assert len(report.read_rows(out / "results.csv")) == 3  # nothing lost by the refusal
+    (out / "run.json").unlink()  # an older run without run.json resumes, with a warning
+    assert run(env["images"], env["prefix"], env["vdsp"], out, env["masks"], resume=True,
+               progress=False)["resumed"] == 3
 
 
 def test_run_config_errors_name_the_problem(env, tmp_path):

@@ -5,10 +5,12 @@ Per image `<stem>` in `--save_dir`:
 - `<stem>.npz`: the raw model outputs `output_0..N`, batch dim kept (1, ...), like vamp's files;
 - `<stem>.png`: the predicted mask at the source image's size (0/255; class ids if multi-class);
 - `<stem>_model.png`: the same mask at the model's size (what is scored);
-and once: `results.csv` (image, mask, status, iou, dice, detail), `summary.json`, `summary.md`,
+and once: `results.csv` (image, mask, status, iou, dice, detail), `run.json` (what produced
+them: model sources, vdsp params, threshold, output index, sigmoid), `summary.json`, `summary.md`,
 `iou_hist.png`. Every file is replaced atomically and results.csv gets one flushed line per finished
 image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps the
-images whose outputs are present and valid and does the rest.
+images whose outputs are present and valid and does the rest — after checking against `run.json`
+that the model, preprocessing and scoring settings are the ones those outputs were made with.
 
 Scores: the UNET-ZOO IoU/Dice of deploy.data.metrics at the model's size; for a multi-channel
 (argmax) output, of its foreground (class > 0) against the binarised mask (`deploy eval
@@ -16,6 +18,7 @@ Scores: the UNET-ZOO IoU/Dice of deploy.data.metrics at the model's size; for a 
 """
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from deploy.data.metrics import PRED_THRESHOLD, binarize_gt, iou_dice, predict
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
 RESULTS = "results.csv"
+SETTINGS = "run.json"
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     idx = output_index(model, out_index)
     keys = tuple(f"output_{i}" for i in range(len(model.outputs)))
 
+    settings = {"model": {k: model.meta.get(k) for k in ("name", "dtype", "sources")},
+                "vdsp_params": json.loads(Path(vdsp_params).read_text()), "threshold": threshold,
+                "output_index": idx, "sigmoid": sigmoid}
+    if resume:
+        _check_settings(save_dir / SETTINGS, settings)
+    files.write_text(save_dir / SETTINGS, json.dumps(settings, indent=2) + "\n")
     kept: dict[str, Row] = {}
     if resume:  # done: scored, or unscorable for want of a mask that is still missing
         has_mask = {s.image.name: s.mask is not None for s in samples}
@@ -162,6 +172,23 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     if issues:
         click.echo(issues, err=True)
     return summary
+
+
+def _check_settings(path: Path, now: dict) -> None:
+    """Resuming with another model, preprocessing or threshold would mix two runs in one results.csv."""
+    if not path.is_file():
+        if (path.parent / RESULTS).is_file():
+            click.echo(f"warning: {path} is missing, so --resume cannot check that the earlier outputs were made "
+                       "with this model and these settings", err=True)
+        return
+    try:
+        before = json.loads(path.read_text())
+    except ValueError as e:
+        raise DeployError(f"{path}: unreadable ({e}); delete it to resume without the check") from None
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        raise DeployError(f"--resume: {', '.join(changed)} differ(s) from the run that wrote {path.parent} "
+                          f"(see {path}); use another --save_dir, or run without --resume to start over")
 
 
 @click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
