@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploy.cli import cli
-from deploy.data.image import ImageReadError, read_image_rgb, read_mask
+from deploy.data.image import ImageReadError, png_palette, read_image_rgb, read_label_map, read_mask
 from deploy.data.readers import (DataWarning, Sample, SkipUnreadable, list_images, pair_masks, read_all,
                                  select_calibration)
 from deploy.data.synth import dsb2018_id, synth_dsb2018, synth_portrait
@@ -100,6 +100,37 @@ def test_read_mask_png_and_jpg(tmp_path):
     write_png(tmp_path / "m.jpg", m)
     j = read_mask(tmp_path / "m.jpg")
     assert j.shape == m.shape and j.dtype == np.uint8 and ((j > 125) == (m > 125)).mean() > 0.9
+
+
+def _voc_palette() -> list[int]:
+    """VOC's colour map: the bits of the index spread over R, G and B (every entry distinct)."""
+    pal = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def test_read_label_map_voc_palette_gives_class_ids(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    ids = np.zeros((6, 7), np.uint8)
+    ids[1:3, 1:4], ids[4, :] = 15, 1
+    ids[0, :] = 255  # VOC boundary / ignore
+    img = Image.fromarray(ids, mode="P")
+    img.putpalette(_voc_palette())
+    img.save(tmp_path / "voc.png")
+    assert png_palette((tmp_path / "voc.png").read_bytes()).shape == (256, 3)
+    np.testing.assert_array_equal(read_label_map(tmp_path / "voc.png"), ids)
+    assert not np.array_equal(read_mask(tmp_path / "voc.png"), ids)  # grey levels of the colours, not ids
+    cv2.imwrite(str(tmp_path / "grey.png"), ids)  # a plain grey class map reads as its values
+    assert png_palette((tmp_path / "grey.png").read_bytes()) is None
+    np.testing.assert_array_equal(read_label_map(tmp_path / "grey.png"), ids)
 
 
 def test_read_mask_carvana_gif_palette(tmp_path):

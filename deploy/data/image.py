@@ -5,6 +5,10 @@ those raises instead, so a caller can never go on with a None. Files are read as
 decoded with `cv2.imdecode` (the same decoders as imread, and any path the OS accepts).
 GIF (Carvana's `<id>_mask.gif`) is decoded by OpenCV's own GIF codec (OpenCV >= 4.11);
 the palette is applied, so a black/white palette mask reads as 0/255.
+
+Class-index masks stored as palette PNGs (VOC's SegmentationClass: the palette index is the class
+id, 255 = boundary) need the indices, not the colours: `read_label_map` decodes the colours with
+OpenCV and maps them back through the file's own PLTE chunk.
 """
 from __future__ import annotations
 
@@ -28,13 +32,18 @@ class ImageReadError(DeployError):
         super().__init__(f"cannot read image {self.path}: {reason}")
 
 
-def _decode(path: str | os.PathLike, flags: int) -> np.ndarray:
+def _read(path: str | os.PathLike) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ImageReadError(path, e.strerror or str(e)) from None
     if data.size == 0:
         raise ImageReadError(path, "file is empty")
+    return data
+
+
+def _decode(path: str | os.PathLike, flags: int, data: np.ndarray | None = None) -> np.ndarray:
+    data = _read(path) if data is None else data
     try:
         img = cv2.imdecode(data, flags)
     except cv2.error as e:
@@ -65,3 +74,36 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """(H, W) uint8 grayscale mask or matte (png/jpg/gif ...), values as stored (0/255, or 0..255 soft)."""
     return _decode(path, cv2.IMREAD_GRAYSCALE)
+
+
+def read_label_map(path: str | os.PathLike) -> np.ndarray:
+    """(H, W) uint8 class ids: the palette index for a palette PNG, else the grey value."""
+    data = _read(path)
+    palette = png_palette(data.tobytes())
+    if palette is None:
+        return _decode(path, cv2.IMREAD_GRAYSCALE, data)
+    rgb = _decode(path, cv2.IMREAD_COLOR, data)[:, :, ::-1].astype(np.uint32)
+    colours = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    keys = (palette[:, 0].astype(np.uint32) << 16) | (palette[:, 1].astype(np.uint32) << 8) | palette[:, 2]
+    order = np.argsort(keys, kind="stable")  # equal colours: the lowest index wins
+    pos = np.minimum(np.searchsorted(keys[order], colours), len(keys) - 1)
+    if not np.all(keys[order][pos] == colours):
+        raise ImageReadError(path, "decoded colours are not in the PNG's palette")
+    return order[pos].astype(np.uint8)
+
+
+def png_palette(data: bytes) -> np.ndarray | None:
+    """(N, 3) uint8 RGB palette of an indexed-colour PNG (colour type 3); None for any other file."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33 or data[25] != 3:
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"PLTE":
+            body = data[pos + 8:pos + 8 + length]
+            return np.frombuffer(body[:len(body) // 3 * 3], np.uint8).reshape(-1, 3)
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
