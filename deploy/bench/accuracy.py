@@ -75,9 +75,9 @@ def params(name: str, width: float) -> int:
     return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
-def markdown(rows: list[dict], width: float) -> str:
+def markdown(result: dict) -> str:
     body = []
-    for r in rows:
+    for r in result["rows"]:
         a = r["acc"]
         drops = {dt: a["fp32"]["miou"] - a[dt]["miou"] for dt in ("fp16", "int8")}
         ok = all(drops[dt] <= TARGET_DROP[dt] for dt in drops)
@@ -88,10 +88,12 @@ def markdown(rows: list[dict], width: float) -> str:
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
                      f"{r['train_s']:.0f}", r["seed"]])
     return ("# Accuracy: fp32 → fp16 → int8 (KL)\n\n"
-            f"UNET-ZOO mIoU ×100 on a held-out synthetic set; width {width}. Targets: fp16 drop ≤ "
+            f"UNET-ZOO mIoU ×100 on a held-out synthetic set; width {result['width']}. Targets: fp16 drop ≤ "
             f"{TARGET_DROP['fp16']}, int8 drop ≤ {TARGET_DROP['int8']} points. Our models are trained on synthetic "
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
-            "vendor's; the drops are.\n\n"
+            "vendor's; the drops are. `train s`: wall-clock of training + export on this machine "
+            f"({result['machine']['cpu']}, {result['machine']['cores']} cores), including whatever else it ran "
+            "meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
             + report.table(["model", "data, input", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop", "targets met",
                             "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch", "train s", "seed"],
                            body))
@@ -121,7 +123,8 @@ def main(names, width, steps, train_images, eval_images, work, out) -> None:
             name, onnx_path, calib, held_out, work / name), "gflops": conv_flops(onnx.load(str(onnx_path))) / 1e9,
             "params": params(name, width), "train_s": info["prepare_seconds"], "seed": info["config"]["seed"],
             "train": info})
-        js, md = report.write(out.parent, out.stem, {"width": width, "rows": rows}, markdown(rows, width))
+        result = {"width": width, "machine": report.machine(), "rows": rows}
+        js, md = report.write(out.parent, out.stem, result, markdown(result))
     click.echo(md.read_text())
     click.echo(f"wrote {md} and {js}")
 
