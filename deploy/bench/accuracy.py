@@ -21,6 +21,7 @@ import onnx
 from deploy.bench import models, report
 from deploy.bench.flops import conv_flops
 from deploy.config import load_build_config
+from deploy.errors import UnsupportedError
 
 DTYPES = ("fp32", "fp16", "int8")
 VENDOR = {"unetpp": (84.164, 83.179, 83.052), "r2u_net": (77.443, 77.421, 77.417),
@@ -61,7 +62,11 @@ def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path
     out = {}
     for dt in DTYPES:
         t = time.perf_counter()
-        prefix = compile_build(base.with_dtype(dt), progress=False)
+        try:
+            prefix = compile_build(base.with_dtype(dt), progress=False)
+        except UnsupportedError as e:  # e.g. int8 on a CPU without VNNI: the row says so
+            out[dt] = {"unsupported": str(e)}
+            continue
         compile_s = time.perf_counter() - t
         s = run(held_out / "images", prefix, models.REPO / "vdsp_params" / models.VDSP[name], work / "runs" / dt,
                 held_out / "masks", batch=8, progress=False)
@@ -79,12 +84,11 @@ def markdown(result: dict) -> str:
     body = []
     for r in result["rows"]:
         a = r["acc"]
-        drops = {dt: a["fp32"]["miou"] - a[dt]["miou"] for dt in ("fp16", "int8")}
+        drops = {dt: a["fp32"]["miou"] - a[dt]["miou"] for dt in ("fp16", "int8") if "miou" in a[dt]}
         ok = all(drops[dt] <= TARGET_DROP[dt] for dt in drops)
         vendor = VENDOR.get(r["model"])
-        body.append([r["model"], r["data"], f"{a['fp32']['miou']:.3f}", f"{a['fp16']['miou']:.3f}",
-                     f"{a['int8']['miou']:.3f}", f"{drops['fp16']:.3f}", f"{drops['int8']:.3f}",
-                     "yes" if ok else "NO", f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
+        body.append([r["model"], r["data"], *(_num(a[dt].get("miou")) for dt in DTYPES),
+                     _num(drops.get("fp16")), _num(drops.get("int8")), ("yes" if ok else "NO") if drops else "–", f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
                      f"{r['train_s']:.0f}", r["seed"]])
     return ("# Accuracy: fp32 → fp16 → int8 (KL)\n\n"
@@ -96,7 +100,16 @@ def markdown(result: dict) -> str:
             "meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
             + report.table(["model", "data, input", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop", "targets met",
                             "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch", "train s", "seed"],
-                           body))
+                           body) + _unsupported(result["rows"]))
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _unsupported(rows: list[dict]) -> str:
+    notes = sorted({f"{dt}: {a['unsupported']}" for r in rows for dt, a in r["acc"].items() if "unsupported" in a})
+    return "".join(f"\n\nn/a — {n}" for n in notes)
 
 
 def _steps(cfg: dict) -> str:
