@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+import numpy as np
 import onnx
 
 from deploy.bench import models, report
@@ -74,6 +75,16 @@ def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path
     return out
 
 
+def baseline(held_out: Path, size: int) -> float:
+    """mIoU ×100 of predicting every pixel foreground: a model near it has learned nothing, and its
+    fp16/int8 drops say little."""
+    from deploy.data.image import read_mask
+    from deploy.data.metrics import unetzoo_scores
+    ones = np.ones((size, size), np.float32)
+    ious = [unetzoo_scores(ones, read_mask(p))[0] for p in sorted((held_out / "masks").iterdir())]
+    return 100 * float(np.mean(ious))
+
+
 def params(name: str, width: float) -> int:
     """Parameter count of the torch definition (BN included, as architectures.md counts it)."""
     code = f"from deploy.zoo.models import create, num_params; print(num_params(create({name!r}, {width})))"
@@ -87,19 +98,22 @@ def markdown(result: dict) -> str:
         drops = {dt: a["fp32"]["miou"] - a[dt]["miou"] for dt in ("fp16", "int8") if "miou" in a[dt]}
         ok = all(drops[dt] <= TARGET_DROP[dt] for dt in drops)
         vendor = VENDOR.get(r["model"])
-        body.append([r["model"], r["data"], *(_num(a[dt].get("miou")) for dt in DTYPES),
-                     _num(drops.get("fp16")), _num(drops.get("int8")), ("yes" if ok else "NO") if drops else "–", f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
+        body.append([r["model"], r["data"], _num(r["all_foreground"]), *(_num(a[dt].get("miou")) for dt in DTYPES),
+                     _num(drops.get("fp16")), _num(drops.get("int8")), ("yes" if ok else "NO") if drops else "–",
+                     f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
                      f"{r['train_s']:.0f}", r["seed"]])
     return ("# Accuracy: fp32 → fp16 → int8 (KL)\n\n"
             f"UNET-ZOO mIoU ×100 on a held-out synthetic set; width {result['width']}. Targets: fp16 drop ≤ "
             f"{TARGET_DROP['fp16']}, int8 drop ≤ {TARGET_DROP['int8']} points. Our models are trained on synthetic "
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
-            "vendor's; the drops are. `train s`: wall-clock of training + export on this machine "
-            f"({result['machine']['cpu']}, {result['machine']['cores']} cores), including whatever else it ran "
-            "meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
-            + report.table(["model", "data, input", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop", "targets met",
-                            "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch", "train s", "seed"],
+            "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model near it has "
+            "not learned its task (too few training steps), and its drops mean little. `train s`: wall-clock of "
+            f"training + export on this machine ({result['machine']['cpu']}, {result['machine']['cores']} cores), "
+            "including whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
+            + report.table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
+                            "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
+                            "train s", "seed"],
                            body) + _unsupported(result["rows"]))
 
 
@@ -119,7 +133,8 @@ def _steps(cfg: dict) -> str:
 @click.command()
 @click.option("--models", "names", default=",".join(TABLE_MODELS), show_default=True)
 @click.option("--width", default=1.0, show_default=True, type=float)
-@click.option("--steps", default=None, type=int, help="Training steps for every model (default: TABLE_STEPS per model).")
+@click.option("--steps", default=None, type=int,
+              help="Training steps for every model (default: TABLE_STEPS per model).")
 @click.option("--train-images", default=200, show_default=True)
 @click.option("--eval-images", default=100, show_default=True)
 @click.option("--work", default=Path("workspace/accuracy"), show_default=True, type=click.Path(path_type=Path))
@@ -134,8 +149,8 @@ def main(names, width, steps, train_images, eval_images, work, out) -> None:
         size = models.SIZES[name]
         rows.append({"model": name, "data": f"synthetic {kind}, 3×{size}×{size}", "acc": evaluate(
             name, onnx_path, calib, held_out, work / name), "gflops": conv_flops(onnx.load(str(onnx_path))) / 1e9,
-            "params": params(name, width), "train_s": info["prepare_seconds"], "seed": info["config"]["seed"],
-            "train": info})
+            "all_foreground": baseline(held_out, size), "params": params(name, width),
+            "train_s": info["prepare_seconds"], "seed": info["config"]["seed"], "train": info})
         result = {"width": width, "machine": report.machine(), "rows": rows}
         js, md = report.write(out.parent, out.stem, result, markdown(result))
     click.echo(md.read_text())
