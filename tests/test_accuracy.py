@@ -25,9 +25,21 @@ def test_accuracy_table_small(tmp_path):
 
 def test_accuracy_markdown_marks_unsupported_precisions():
     from deploy.bench.accuracy import markdown
-    row = {"model": "unetpp", "data": "synthetic dsb2018, 3×96×96", "all_foreground": 20.0, "gflops": 9.7, "params": 9_163_428,
-           "train_s": 600.0, "seed": 0, "train": {"config": {"steps": 600, "batch": 8, "precision": "bf16"}},
-           "acc": {"fp32": {"miou": 80.5}, "fp16": {"miou": 80.46}, "int8": {"unsupported": "int8 needs AVX-512 VNNI"}}}
+    row = {"model": "unetpp", "data": "synthetic dsb2018, 3×96×96", "all_foreground": 20.0, "gflops": 9.7,
+           "params": 9_163_428, "train_s": 600.0, "seed": 0,
+           "train": {"config": {"steps": 600, "batch": 8, "precision": "bf16"}},
+           "acc": {"fp32": {"miou": 80.5}, "fp16": {"miou": 80.46},
+                   "int8": {"unsupported": "int8 needs AVX-512 VNNI"}}}
     text = markdown({"width": 1.0, "machine": {"cpu": "x", "cores": 2}, "rows": [row]})
-    assert "| unetpp | synthetic dsb2018, 3×96×96 | 20.000 | 80.500 | 80.460 | n/a | 0.040 | n/a | yes | 1.11 |" in text
+    assert ("| unetpp | synthetic dsb2018, 3×96×96 | 20.000 | 80.500 | 80.460 | n/a | 0.040 | n/a | yes | 1.11 |"
+            in text)
     assert "600 × 8 (bf16)" in text and "n/a — int8: int8 needs AVX-512 VNNI" in text
+
+
+def test_accuracy_markdown_does_not_credit_an_untrained_model():
+    from deploy.bench.accuracy import markdown
+    row = {"model": "unet3p", "data": "synthetic portrait, 3×128×128", "all_foreground": 37.0, "gflops": 98.8,
+           "params": 26_971_777, "train_s": 900.0, "seed": 0, "train": {"config": {"steps": 200, "batch": 4}},
+           "acc": {"fp32": {"miou": 34.3}, "fp16": {"miou": 34.3}, "int8": {"miou": 34.3}}}
+    text = markdown({"width": 1.0, "machine": {"cpu": "x", "cores": 2}, "rows": [row]})
+    assert "| n/a: untrained |" in text and "| yes |" not in text

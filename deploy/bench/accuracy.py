@@ -99,7 +99,7 @@ def markdown(result: dict) -> str:
         ok = all(drops[dt] <= TARGET_DROP[dt] for dt in drops)
         vendor = VENDOR.get(r["model"])
         body.append([r["model"], r["data"], _num(r["all_foreground"]), *(_num(a[dt].get("miou")) for dt in DTYPES),
-                     _num(drops.get("fp16")), _num(drops.get("int8")), ("yes" if ok else "NO") if drops else "–",
+                     _num(drops.get("fp16")), _num(drops.get("int8")), _verdict(ok, drops, r),
                      f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
                      f"{r['train_s']:.0f}", r["seed"]])
@@ -107,14 +107,21 @@ def markdown(result: dict) -> str:
             f"UNET-ZOO mIoU ×100 on a held-out synthetic set; width {result['width']}. Targets: fp16 drop ≤ "
             f"{TARGET_DROP['fp16']}, int8 drop ≤ {TARGET_DROP['int8']} points. Our models are trained on synthetic "
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
-            "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model near it has "
-            "not learned its task (too few training steps), and its drops mean little. `train s`: wall-clock of "
-            f"training + export on this machine ({result['machine']['cpu']}, {result['machine']['cores']} cores), "
-            "including whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
+            "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model not above "
+            "it has not learned its task (too few training steps): its drops mean nothing and its targets are n/a. "
+            f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}, "
+            f"{result['machine']['cores']} cores), including whatever else it ran meanwhile; `(bf16)`: bf16 "
+            "autocast forward, fp32 weights.\n\n"
             + report.table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
                            body) + _unsupported(result["rows"]))
+
+
+def _verdict(ok: bool, drops: dict, row: dict) -> str:
+    if row["acc"]["fp32"]["miou"] <= row["all_foreground"]:
+        return "n/a: untrained"  # no better than the trivial predictor
+    return ("yes" if ok else "NO") if drops else "–"
 
 
 def _num(x: float | None) -> str:
