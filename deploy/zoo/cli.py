@@ -91,13 +91,15 @@ def export_cmd(model, weights, out, width, batch, seed) -> None:
 @click.option("--steps", default=None, type=click.IntRange(0), help="Override the model's step budget.")
 @click.option("--width", default=None, type=click.FloatRange(0, 4, min_open=True))
 @click.option("--batch", default=None, type=click.IntRange(1))
+@click.option("--lr", default=None, type=click.FloatRange(0, min_open=True), help="Override the model's learning rate.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Re-export even when the ONNX is cached (training resumes/reuses "
               "its checkpoint).")
 @PRECISION
-def prepare_cmd(model, out_dir, data_dir, steps, width, batch, seed, force, precision) -> None:
+def prepare_cmd(model, out_dir, data_dir, steps, width, batch, lr, seed, force, precision) -> None:
     """Make <out-dir>/MODEL-<size>.onnx if missing: synthesize data, train, export (idempotent)."""
     prepare = _zoo("prepare")
-    path = prepare.prepare(model, out_dir, data_dir, steps=steps, width=width, batch=batch, seed=seed, force=force,
+    path = prepare.prepare(model, out_dir, data_dir, steps=steps, width=width, batch=batch, lr=lr, seed=seed,
+                           force=force,
                            precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))

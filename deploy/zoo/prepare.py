@@ -58,7 +58,8 @@ def dataset_dir(name: str, data_root: str | os.PathLike, n: int = 200, seed: int
 
 
 def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: str | os.PathLike | None = None,
-            *, steps: int | None = None, width: float | None = None, batch: int | None = None, seed: int = 0,
+            *, steps: int | None = None, width: float | None = None, batch: int | None = None,
+            lr: float | None = None, seed: int = 0,
             force: bool = False, progress: bool = True, precision: str = "auto", num_threads: int | None = 2,
             log=print) -> Path:
     """Return `<out_dir>/<name>-<size>.onnx`, generating data, training and exporting if missing."""
@@ -79,11 +80,12 @@ def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: 
     steps = budget.steps if steps is None else steps
     width = budget.width if width is None else width
     batch = budget.batch if batch is None else batch
+    lr = budget.lr if lr is None else lr
     data = dataset_dir(name, Path(data_root) if data_root is not None else out_dir.parent / "data", log=log)
     data = data.resolve()
     t0 = time.perf_counter()
     ckpt_path = train(name, data, out_dir / "train", steps=steps, batch=batch, seed=seed, width=width,
-                      lr=budget.lr, size=size, progress=progress, precision=precision, num_threads=num_threads,
+                      lr=lr, size=size, progress=progress, precision=precision, num_threads=num_threads,
                       log=log)
     export_onnx(name, onnx_file, weights=ckpt_path, width=width, seed=seed)
     import torch
