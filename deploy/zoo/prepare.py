@@ -2,10 +2,11 @@
 synthetic set when it is not cached yet. Idempotent: an existing ONNX (+ its JSON sidecar) is reused;
 an interrupted training resumes from its checkpoint in `<out_dir>/train/`.
 
-Budgets (`PREPARE`) are sized for about 10 minutes each on 2 idle CPU cores at full width
-(UNet++: ≈1.7–1.9 s per batch-8 step at 96×96, so 300 steps; the other networks scaled by their
-measured/MAC cost). On the synthetic sets that gives a usable UNet++ (held-out IoU ≈75) and UNet,
-but R2U-Net and UNet 3+ are under-trained in that time. To train one longer, raise the budget: the
+Budgets (`PREPARE`) are sized for at most 10 minutes each on 2 idle CPU cores at full width in
+fp32 (UNet++: ≈1.8 s per batch-8 step at 96×96 channels-last, so 300 steps; the other networks
+scaled by their measured/MAC cost); with bf16 autocast (CPUs with AVX512-BF16/AMX) they take about
+half that. On the synthetic sets that gives a usable UNet++ (held-out IoU ≈75) and UNet, but
+R2U-Net and UNet 3+ are under-trained in that time (`make accuracy` trains longer). To train one longer, raise the budget: the
 training continues from the cached checkpoint (only `steps` differs) and the ONNX is re-exported:
 `deploy zoo prepare unet3p --steps 600 --force`.
 """
