@@ -21,9 +21,11 @@ def run(work: Path, batches=(8,), runs: int = 20) -> dict:
     onnx_path = models.bench_onnx(MODEL, work)
     prefix = compile_build(models.bench_config(MODEL, onnx_path, work, "fp32"), progress=False)
     vdsp = models.REPO / "vdsp_params" / "unetzoo-unetpp-vdsp_params.json"
+    images = max(128, 8 * runs)
+    data = bench_stream.dataset(work / "stream", images)  # one set for both rows
     threads = [None] + ([cores() - 1] if cores() > 1 else [])
-    rows = [bench_stream.run(work / "stream", prefix, vdsp, batch=max(batches), images=max(128, 8 * runs),
-                             num_threads=n) for n in threads]
+    rows = [bench_stream.run(work / "stream" / f"threads_{n or 'all'}", prefix, vdsp, *data, batch=max(batches),
+                             images=images, num_threads=n) for n in threads]
     return {"machine": report.machine(), "rows": rows}
 
 

@@ -11,6 +11,13 @@ from pathlib import Path
 BAR = 0.9
 
 
+def dataset(folder: Path, images: int) -> tuple[Path, Path]:
+    """(images, masks) of a synthetic DSB2018 set of `images` images under `folder` (written anew)."""
+    from deploy.data.synth import synth_dsb2018
+    data = synth_dsb2018(Path(folder) / f"data_{images}", n=images)
+    return data / "images", data / "masks"
+
+
 def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch: int = 8, images: int = 256,
         iterations: int | None = None, repeats: int = 3, num_threads: int | None = None) -> dict:
     """Measure both and return {model_only_qps, stream_ips, ratio, bar, ok, ...}; writes
@@ -27,9 +34,7 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     if image_dir is None:
-        from deploy.data.synth import synth_dsb2018
-        data = synth_dsb2018(report_dir / f"data_{images}", n=images)
-        image_dir, mask_dir = data / "images", data / "masks"
+        image_dir, mask_dir = dataset(report_dir, images)
     cfg = PerfConfig(prefix=str(prefix), batch=batch, iterations=max(2, (iterations or images // batch) // 2),
                      warmup=2, queue_size=0, num_threads=num_threads)
     model = load_model(prefix, num_threads)
@@ -45,7 +50,8 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
     pick = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
     mid = streams[pick]
     result = {"batch": batch, "images": mid["processed"], "model_threads": model.threads,
-              "model_only_qps": (model_only[pick] + model_only[pick + 1]) / 2, "model_only_qps_runs": model_only, "stream_ips": mid["throughput_ips"],
+              "model_only_qps": (model_only[pick] + model_only[pick + 1]) / 2, "model_only_qps_runs": model_only,
+              "stream_ips": mid["throughput_ips"],
               "stream_ips_runs": [s["throughput_ips"] for s in streams], "ratios": ratios,
               "ratio": ratios[pick], "bar": BAR, "ok": ratios[pick] >= BAR, "mean_iou": mid["mean_iou"],
               "model": str(prefix)}

@@ -27,7 +27,8 @@ def _zoo(module: str):
 
 
 MODEL = click.argument("model", type=click.Choice(NAMES))
-PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(("auto", "fp32", "bf16")),
+PRECISIONS = ("auto", "fp32", "bf16")  # = deploy.zoo.train.PRECISIONS (not imported: that loads torch)
+PRECISION = click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS),
                          help="Forward-pass precision while training; auto = bf16 autocast where the CPU has native "
                          "bf16 (AVX512-BF16/AMX), else fp32. The exported ONNX is fp32 either way.")
 
@@ -100,6 +101,5 @@ def prepare_cmd(model, out_dir, data_dir, steps, width, batch, lr, seed, force, 
     """Make <out-dir>/MODEL-<size>.onnx if missing: synthesize data, train, export (idempotent)."""
     prepare = _zoo("prepare")
     path = prepare.prepare(model, out_dir, data_dir, steps=steps, width=width, batch=batch, lr=lr, seed=seed,
-                           force=force,
-                           precision=precision, log=lambda m: click.echo(m, err=True))
+                           force=force, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))

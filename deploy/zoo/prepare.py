@@ -6,8 +6,9 @@ Budgets (`PREPARE`) are sized for at most 10 minutes each on 2 idle CPU cores at
 fp32 (UNet++: ≈1.8 s per batch-8 step at 96×96 channels-last, so 300 steps; the other networks
 scaled by their measured/MAC cost); with bf16 autocast (CPUs with AVX512-BF16/AMX) they take about
 half that. On the synthetic sets that gives a usable UNet++ (held-out IoU ≈75) and UNet, but
-R2U-Net and UNet 3+ are under-trained in that time (`make accuracy` trains longer). To train one longer, raise the budget: the
-training continues from the cached checkpoint (only `steps` differs) and the ONNX is re-exported:
+R2U-Net and UNet 3+ are under-trained in that time (`make accuracy` trains longer). To train one
+longer, raise the budget: the training continues from the cached checkpoint (only `steps` differs)
+and the ONNX is re-exported:
 `deploy zoo prepare unet3p --steps 600 --force`.
 """
 from __future__ import annotations
@@ -60,9 +61,8 @@ def dataset_dir(name: str, data_root: str | os.PathLike, n: int = 200, seed: int
 
 def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: str | os.PathLike | None = None,
             *, steps: int | None = None, width: float | None = None, batch: int | None = None,
-            lr: float | None = None, seed: int = 0,
-            force: bool = False, progress: bool = True, precision: str = "auto", num_threads: int | None = 2,
-            log=print) -> Path:
+            lr: float | None = None, seed: int = 0, force: bool = False, progress: bool = True,
+            precision: str = "auto", num_threads: int | None = 2, log=print) -> Path:
     """Return `<out_dir>/<name>-<size>.onnx`, generating data, training and exporting if missing."""
     from deploy.zoo.export import export_onnx
     from deploy.zoo.train import train
