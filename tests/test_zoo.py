@@ -173,6 +173,41 @@ def test_precision_is_recorded_and_part_of_the_config(dsb_tiny, tmp_path):
     assert T.load_checkpoint(_train(dsb_tiny, tmp_path / "b", 3, precision="fp32"))["step"] == 3
 
 
+def _orientations(img: np.ndarray) -> list[np.ndarray]:
+    """The 8 dihedral transforms of a (C, H, W) array."""
+    rots = [np.rot90(img, k, (1, 2)) for k in range(4)]
+    return rots + [r[:, :, ::-1] for r in rots]
+
+
+def test_augmentation_keeps_portraits_upright():
+    from deploy.errors import DeployError
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 3, 8, 8)).astype(np.float32)
+    y = rng.random((3, 1, 8, 8)).astype(np.float32)
+    seen = {"hflip": set(), "dihedral": set()}
+    for augment, kinds in seen.items():
+        for step in range(40):
+            xb, yb = T.draw_batch(x, y, 4, seed=0, step=step, augment=augment)
+            for a, b in zip(xb, yb):
+                i, k = next((i, k) for i in range(3) for k, o in enumerate(_orientations(x[i]))
+                            if np.array_equal(o, a))
+                assert np.array_equal(_orientations(y[i])[k], b)  # mask transformed like its image
+                kinds.add(k)
+    assert seen["hflip"] == {0, 4}  # as is, or mirrored left-right: never on its side or upside down
+    assert len(seen["dihedral"]) > 2
+    assert T.AUGMENT == {"dsb2018": "dihedral", "portrait": "hflip"}
+    with pytest.raises(DeployError, match="augment must be"):
+        T.draw_batch(x, y, 2, 0, 0, augment="rot")
+
+
+def test_portrait_checkpoint_records_hflip(tmp_path):
+    from deploy.data.synth import synth_portrait
+    data = synth_portrait(tmp_path / "data", n=4, size=64)
+    ck = T.load_checkpoint(T.train("unet3p", data, tmp_path / "out", steps=1, batch=2, width=0.125, size=32,
+                                   progress=False, save_every=0, log=lambda m: None, num_threads=1))
+    assert ck["config"]["augment"] == "hflip"
+
+
 def test_bad_data_dir(tmp_path):
     from deploy.errors import DeployError
     with pytest.raises(DeployError, match="DSB2018 layout"):

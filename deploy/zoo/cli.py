@@ -55,7 +55,7 @@ def zoo_group() -> None:
 @click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint instead of resuming it.")
 @PRECISION
 def train_cmd(model, data, steps, batch, seed, width, size, lr, out, fresh, precision) -> None:
-    """Train MODEL (BCE, Adam, flips/rot90) and report the held-out UNET-ZOO IoU."""
+    """Train MODEL (BCE, Adam, flips; rot90 for nuclei) and report the held-out UNET-ZOO IoU."""
     train = _zoo("train")
     path = train.train(model, data, out, steps=steps, batch=batch, seed=seed, width=width, lr=lr, size=size,
                        resume=not fresh, precision=precision, log=lambda m: click.echo(m, err=True))
