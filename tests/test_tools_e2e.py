@@ -56,22 +56,25 @@ def vdsp_json(size: int = SIZE) -> dict:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Compiled once: the model prefix, its vdsp JSON and a 12-image synthetic DSB2018 set."""
-    from deploy.compiler import compile_build
-    from deploy.config import load_build_config
     from deploy.data.synth import synth_dsb2018
 
     root = tmp_path_factory.mktemp("tools")
-    onnx.save(tiny_seg(), root / "tiny.onnx")
-    (root / "build.yaml").write_text(
-        "name: tiny_seg\n"
-        f"frontend: {{type: onnx, checkpoint: ./tiny.onnx, dtype: fp32, shape: {{input: [1, 3, {SIZE}, {SIZE}]}}}}\n"
+    (root / "vdsp.json").write_text(json.dumps(vdsp_json()))
+    data = synth_dsb2018(root / "data", n=12, seed=0)
+    return {"root": root, "prefix": compile_tiny(root, tiny_seg(), "tiny_seg"), "vdsp": root / "vdsp.json",
+            "images": data / "images", "masks": data / "masks"}
+
+
+def compile_tiny(root: Path, model: onnx.ModelProto, name: str) -> Path:
+    from deploy.compiler import compile_build
+    from deploy.config import load_build_config
+    onnx.save(model, root / f"{name}.onnx")
+    (root / f"{name}.yaml").write_text(
+        f"name: {name}\n"
+        f"frontend: {{type: onnx, checkpoint: ./{name}.onnx, dtype: fp32, shape: {{input: [1, 3, {SIZE}, {SIZE}]}}}}\n"
         "backend: {type: tvm_vacc, dtype: fp32}\n"
         "workspace: {path: ./ws}\n")
-    (root / "vdsp.json").write_text(json.dumps(vdsp_json()))
-    prefix = compile_build(load_build_config(root / "build.yaml"))
-    data = synth_dsb2018(root / "data", n=12, seed=0)
-    return {"root": root, "prefix": prefix, "vdsp": root / "vdsp.json", "images": data / "images",
-            "masks": data / "masks"}
+    return compile_build(load_build_config(root / f"{name}.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +252,49 @@ def test_vamp_route_matches_vsx_route(env, full_run, tmp_path):
             "--out_npz_dir", full_run[0], "--draw_dir", tmp_path / "draw2", "--output-index", "1")
     by_name = json.loads((tmp_path / "draw2" / "summary.json").read_text())
     assert abs(by_name["mean_iou"] - full_run[1]["mean_iou"]) < 1e-6
+
+
+def test_multiclass_run_reads_palette_masks_and_matches_eval(env, tmp_path):
+    """A 3-class model scored against VOC-style palette masks: `deploy run` reads the palette indices
+    (not the colours' grey) and gives the per-class mean IoU that `deploy eval` gives on its outputs."""
+    from PIL import Image
+    from deploy.data.image import read_label_map
+    w = np.random.default_rng(1).normal(0, 1, (3, 3, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["input", "w"], ["output"], kernel_shape=[1, 1])]
+    graph = helper.make_graph(nodes, "tiny3", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                            ["N", 3, SIZE, SIZE])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    prefix = compile_tiny(tmp_path, model, "tiny3")
+    images = sorted(env["images"].iterdir())[:4]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192]  # VOC: 1, 2 dark; 255 = border
+    for i, img in enumerate(images):
+        labels = np.zeros((256, 256), np.uint8)
+        labels[:, 64 * i:] = 1
+        labels[128:, :] = 2
+        labels[120:136, :] = 255
+        m = Image.fromarray(labels, "P")
+        m.putpalette(palette)
+        m.save(masks / img.name)
+    out = tmp_path / "run"
+    summary = run(env["images"], prefix, env["vdsp"], out, masks, batch=2, limit=4, progress=False)
+    assert summary["scored"] == 4
+    for row in report.read_rows(out / "results.csv").values():
+        with np.load(out / f"{Path(row.image).stem}.npz") as z:
+            pred = metrics.predict(z["output_0"][0])
+        gt = metrics.label_gt(read_label_map(masks / row.image), (SIZE, SIZE))
+        assert row.iou == pytest.approx(metrics.class_mean(pred.labels, gt, 3)[0], abs=1e-9)
+        assert set(np.unique(gt)) <= {0, 1, 2, 255} and (gt == 2).any()  # indices, not the colours' grey
+    datalist = tmp_path / "list.txt"
+    datalist.write_text("".join(f"{tmp_path / 'npz' / p.stem}.npz\n" for p in images))
+    _invoke("eval", "--src_dir", env["images"], "--gt_dir", masks, "--input_npz_path", datalist,
+            "--out_npz_dir", out, "--draw_dir", tmp_path / "draw", "--num-classes", "3")
+    ev = json.loads((tmp_path / "draw" / "summary.json").read_text())
+    assert abs(ev["mean_iou"] - summary["mean_iou"]) < 1e-9
 
 
 # ----------------------------------------------------------------------------------------- perf

@@ -28,10 +28,12 @@ EMPTY_NOTE = "an image whose GT and prediction are both empty scores IoU = Dice 
 @dataclass(frozen=True)
 class Prediction:
     """One image's prediction at model size: `labels` (H, W) uint8 class map (0/1 for a binary
-    model) and, for a single-channel model, `prob` (H, W) float32."""
+    model) and, for a single-channel model, `prob` (H, W) float32; `classes`: the output's channels
+    (2 for a single-channel model: background and foreground)."""
     labels: np.ndarray
     prob: np.ndarray | None
     threshold: float = PRED_THRESHOLD
+    classes: int = 2
 
     def labels_at(self, size: tuple[int, int]) -> np.ndarray:
         """The class map resized back to `size` = (H, W): the probability bilinearly, then
@@ -63,7 +65,7 @@ def predict(output: np.ndarray, threshold: float = PRED_THRESHOLD, sigmoid: bool
         if sigmoid:
             prob = 1.0 / (1.0 + np.exp(-prob))
         return Prediction((prob >= threshold).astype(np.uint8), prob, threshold)
-    return Prediction(np.argmax(out, axis=0).astype(np.uint8), None)
+    return Prediction(np.argmax(out, axis=0).astype(np.uint8), None, classes=out.shape[0])
 
 
 def binarize_gt(gt_gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -101,6 +103,32 @@ def unetzoo_scores(prob: np.ndarray, gt_gray: np.ndarray, threshold: float = PRE
     prob = np.asarray(prob, dtype=np.float32)
     prob = prob.reshape(prob.shape[-2:])
     return iou_dice(prob >= threshold, binarize_gt(gt_gray, prob.shape))
+
+
+def class_mean(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = 255) -> tuple[float, float]:
+    """Per-image mean IoU and Dice over the classes present in this image's GT or prediction."""
+    keep = gt != ignore
+    ious, dices = [], []
+    for k in range(num_classes):
+        p, g = (pred == k) & keep, (gt == k) & keep
+        if p.any() or g.any():
+            i, d = iou_dice(p, g)
+            ious.append(i)
+            dices.append(d)
+    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (1.0, 1.0)
+
+
+def score_image(pred: Prediction, gt: np.ndarray, num_classes: int | None = None) -> tuple[float, float, np.ndarray]:
+    """(IoU, Dice, GT at model size) of one image — the rule `deploy run` and `deploy eval` share, so
+    both routes agree: a binary model against the UNET-ZOO binarised grayscale GT; a multi-class one
+    (argmax) by `class_mean` over `num_classes` (default: the output's channels) against a
+    class-index GT (`read_label_map`), resized nearest."""
+    size = pred.labels.shape
+    if pred.prob is not None:
+        gt_model = binarize_gt(gt, size).astype(np.uint8)
+        return (*iou_dice(pred.labels, gt_model), gt_model)
+    gt_model = label_gt(gt, size)
+    return (*class_mean(pred.labels, gt_model, num_classes or pred.classes), gt_model)
 
 
 class ConfusionMatrix:

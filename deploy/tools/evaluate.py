@@ -29,21 +29,8 @@ import numpy as np
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import check_outside, main_output_index, read_datalist
-from deploy.data.metrics import (PRED_THRESHOLD, ConfusionMatrix, binarize_gt, iou_dice, label_gt, predict)
+from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
-
-
-def _class_mean(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = 255) -> tuple[float, float]:
-    """Per-image mean IoU and Dice over the classes present in this image's GT or prediction."""
-    keep = gt != ignore
-    ious, dices = [], []
-    for k in range(num_classes):
-        p, g = (pred == k) & keep, (gt == k) & keep
-        if p.any() or g.any():
-            i, d = iou_dice(p, g)
-            ious.append(i)
-            dices.append(d)
-    return (float(np.mean(ious)), float(np.mean(dices))) if ious else (1.0, 1.0)
 
 
 def _ordered(pool: ThreadPoolExecutor, fn, items: list, window: int):
@@ -102,7 +89,6 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
         except (OSError, ValueError, KeyError, EOFError) as e:
             return Row(name, MISSING_OUTPUT, detail=f"{out_path}: {e}"), None
         arr = arr[0] if arr.ndim == 4 else arr
-        channels = arr.shape[0] if arr.ndim == 3 else 1
         pred = predict(arr, threshold, sigmoid)
         size = pred.labels.shape
         if input_shape is not None and tuple(input_shape) != size:
@@ -121,12 +107,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
             row = Row(name, NO_MASK, detail=f"no source image for {stem} in {src_dir}")
         gt_model = None
         if gt is not None:
-            if binary:
-                gt_model = binarize_gt(gt, size).astype(np.uint8)
-                iou, dice = iou_dice(pred.labels, gt_model)
-            else:
-                gt_model = label_gt(gt, size)
-                iou, dice = _class_mean(pred.labels, gt_model, num_classes or channels)
+            iou, dice, gt_model = score_image(pred, gt, num_classes)
             row = Row(name, OK, iou, dice, mask=sample.mask.name)
         if drawn:
             files.save_image(drawn / f"{stem}.png", draw.mask_image(pred.labels, binary))
@@ -145,7 +126,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                         gt_fg = (labels > 0) & (labels != 255)
                     files.save_image(drawn / f"{stem}_overlay.png",
                                      draw.overlay(img, pred.labels_at((h, w)), gt_fg), rgb=True)
-        return row, (pred.labels, gt_model, 2 if binary else (num_classes or channels), binary)
+        return row, (pred.labels, gt_model, 2 if binary else (num_classes or pred.classes), binary)
 
     rows: list[Row] = []
     confusion: ConfusionMatrix | None = None

@@ -12,9 +12,10 @@ image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--
 images whose outputs are present and valid and does the rest — after checking against `run.json`
 that the model, preprocessing and scoring settings are the ones those outputs were made with.
 
-Scores: the UNET-ZOO IoU/Dice of deploy.data.metrics at the model's size; for a multi-channel
-(argmax) output, of its foreground (class > 0) against the binarised mask (`deploy eval
---num-classes` has the per-class confusion-matrix metrics).
+Scores: those of `deploy eval` (deploy.data.metrics.score_image), at the model's size: the UNET-ZOO
+IoU/Dice for a single-channel output; for a multi-channel (argmax) one, the mean over the classes
+present of a class-index mask (palette PNGs read as their indices, 255 = ignore); `deploy eval
+--num-classes` adds the confusion-matrix metrics over all images.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from deploy.tools import files, report
 from deploy.tools.common import (check_image_model, check_outside, load_model, output_index, vdsp_preprocessor,
                                  warn_device)
 from deploy.tools.draw import mask_image
-from deploy.data.metrics import PRED_THRESHOLD, binarize_gt, iou_dice, predict
+from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
 RESULTS = "results.csv"
@@ -69,7 +70,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         out_index: int | None = None, sigmoid: bool = False, resume: bool = False,
         num_threads: int | None = None, progress: bool | None = None, verbose: bool = False) -> dict:
     """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json)."""
-    from deploy.data.image import ImageReadError, read_image_rgb, read_mask
+    from deploy.data.image import ImageReadError, read_image_rgb, read_label_map, read_mask
     from deploy.data.readers import DataWarning, pair_masks
     from deploy.runtime.stream import Stream, batch_runner
 
@@ -128,10 +129,10 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         if sample.mask is None:
             return Row(sample.image.name, NO_MASK)
         try:
-            gt = read_mask(sample.mask)
+            gt = (read_mask if binary else read_label_map)(sample.mask)
         except ImageReadError as e:
             return Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e))
-        iou, dice = iou_dice(pred.labels, binarize_gt(gt, pred.labels.shape))
+        iou, dice, _ = score_image(pred, gt)
         return Row(sample.image.name, OK, iou, dice, mask=sample.mask.name)
 
     stream = Stream(batch_runner(model), load, finish, batch=batch, workers=workers, skip=(ImageReadError,))
