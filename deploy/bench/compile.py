@@ -41,7 +41,8 @@ def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dt
             engines.update({f"tvm_{dt}": tvm_engine(prefixes[dt], x, threads) for dt in dtypes})
             ref = engines["ort_fp32"]()
             outs = {k: fn() for k, fn in engines.items() if k != "ort_fp32"}
-            checks = {k: {"max_abs": max_abs(ref, o), "mask_agreement": mask_agreement(ref, o)} for k, o in outs.items()}
+            checks = {k: {"max_abs": max_abs(ref, o), "mask_agreement": mask_agreement(ref, o)}
+                      for k, o in outs.items()}
             times = interleaved(engines, runs)
             ms = {k: median_ms(v) for k, v in times.items()}
             entry["batches"].append({
@@ -61,7 +62,8 @@ def markdown(result: dict) -> str:
             rows.append([m["model"], b["batch"], b["median_ms"]["ort_fp32"]]
                         + [x for k in sp for x in (b["median_ms"][k], sp[k])]
                         + [g["tvm_fp32"], f"{100 * g['tvm_fp32'] / peak:.0f}%",
-                           b["checks"]["tvm_fp32"]["max_abs"], b["checks"].get("tvm_fp16", {}).get("mask_agreement", "")])
+                           b["checks"]["tvm_fp32"]["max_abs"],
+                           b["checks"].get("tvm_fp16", {}).get("mask_agreement", "")])
     dts = [k for k in result["models"][0]["batches"][0]["speedup_vs_ort_fp32"]]
     header = (["model", "batch", "ORT fp32 ms"] + [x for k in dts for x in (f"{k} ms", f"{k} ×ORT")]
               + ["TVM fp32 GFLOP/s (effective)", "of nominal peak", "fp32 max abs vs ORT", "fp16 mask agreement"])
@@ -70,6 +72,7 @@ def markdown(result: dict) -> str:
             f"{result['runs']} interleaved runs. `×ORT` = onnxruntime fp32 time / our time (throughput ratio); "
             f"targets: fp32 ≥ {TARGETS['fp32']}×, fp16 ≥ {TARGETS['fp16']}×. Effective GFLOP/s = direct-conv FLOPs / "
             f"time (Winograd layers do fewer real FLOPs, so this can exceed the peak). Nominal fp32 peak "
-            f"(cores × clock × 32 FLOP/cycle): {peak:.0f} GFLOP/s; numpy sgemm measured {result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + report.table(header, rows)
+            f"(cores × clock × 32 FLOP/cycle): {peak:.0f} GFLOP/s; numpy sgemm measured "
+            f"{result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + report.table(header, rows)
             + "\n## Compile time (s)\n\n" + report.table(["model"] + list(result["models"][0]["compile_s"]), comp)
             + f"\nTarget: UNet++ ≤ {COMPILE_TARGET_S['unetpp']:.0f} s.\n")

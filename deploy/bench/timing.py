@@ -36,7 +36,8 @@ def nominal_peak_gflops(flop_per_cycle: int = 32) -> float:
     """cores × clock × fp32 FLOP/cycle; 32 = one 512-bit FMA per cycle (Zen 4 runs AVX-512 on two
     256-bit pipes; Intel server cores with two 512-bit FMA units reach 64)."""
     from pathlib import Path
-    mhz = next(float(l.split(":")[1]) for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("cpu MHz"))
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    mhz = next(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
     return cores() * mhz * 1e-3 * flop_per_cycle
 
 

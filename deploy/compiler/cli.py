@@ -14,7 +14,8 @@ from deploy.config import DTYPES, load_build_config
               help="Override backend.dtype; the output folder's _fp32/_fp16/_int8 suffix follows.")
 @click.option("--target", "target", default=None, metavar="JSON",
               help='TVM JSON target, e.g. \'{"kind": "llvm", "mcpu": "skylake-avx512"}\' or '
-                   '\'{"kind": "cuda", "arch": "sm_90"}\'. Default: the YAML\'s backend.compile.target, else this host.')
+                   '\'{"kind": "cuda", "arch": "sm_90"}\'. Default: the YAML\'s backend.compile.target, '
+                   'else this host.')
 @click.option("--recalibrate", is_flag=True, help="int8: recompute the calibration instead of using the cache.")
 @click.option("--progress/--no-progress", default=None, help="Stage progress bar (default: on a terminal).")
 def compile_cmd(build_yaml: str, dtype: str | None, target: str | None, recalibrate: bool,

@@ -90,7 +90,8 @@ def check_inputs(cfg: BuildConfig, model: onnx.ModelProto) -> dict[str, tuple[in
     names = {t.name for t in real}
     unknown = [n for n in cfg.frontend.shape if n not in names]
     if unknown:
-        raise ConfigError(f"{where}: {', '.join(map(repr, unknown))} {'is not an input' if len(unknown) == 1 else 'are not inputs'} "
+        verb = "is not an input" if len(unknown) == 1 else "are not inputs"
+        raise ConfigError(f"{where}: {', '.join(map(repr, unknown))} {verb} "
                           f"of {cfg.frontend.checkpoint}; the model's inputs: {listing}")
     missing = [t.name for t in real if t.name not in cfg.frontend.shape]
     if missing:

@@ -44,7 +44,8 @@ def parse_target_spec(spec: str | dict | None, source: str = "--target") -> dict
         return value
     if re.fullmatch(r"[A-Za-z0-9_.\-]+", text):
         return {"kind": text} if text in KINDS else {"kind": "llvm", "mcpu": text}
-    raise ConfigError(f"{source}: expected a JSON target such as '{{\"kind\": \"llvm\", \"mcpu\": \"skylake-avx512\"}}' "
+    raise ConfigError(f"{source}: expected a JSON target such as "
+                      f"'{{\"kind\": \"llvm\", \"mcpu\": \"skylake-avx512\"}}' "
                       f"or '{{\"kind\": \"cuda\", \"arch\": \"sm_90\"}}', got {text!r} (TVM 0.27 rejects "
                       f"'llvm -mcpu=...' strings)")
 
@@ -114,7 +115,8 @@ def resolve_target(spec: str | dict | None, source: str = "--target", log=lambda
     else:
         arch = spec.get("arch")
         if arch is None:
-            raise ConfigError(f"{source}: a cuda target needs an arch, e.g. {{\"kind\": \"cuda\", \"arch\": \"sm_90\"}}")
+            raise ConfigError(f"{source}: a cuda target needs an arch, "
+                              f"e.g. {{\"kind\": \"cuda\", \"arch\": \"sm_90\"}}")
         if not re.fullmatch(r"sm_\d{2,3}[a-z]?", str(arch)):
             raise ConfigError(f"{source}: cuda arch must look like sm_80, sm_90 or sm_90a, got {arch!r}")
     try:

@@ -86,7 +86,8 @@ class BuildConfig:
         """Override the YAML's dtype; a current-schema name's `_fp32/_fp16/_int8` suffix follows,
         so an fp16 build of `official_unetpp_int8` does not overwrite the int8 suite."""
         if dtype not in DTYPES:
-            raise ConfigError(f"{self.source}: backend.dtype: unsupported value {dtype!r}; accepted: {', '.join(DTYPES)}")
+            raise ConfigError(f"{self.source}: backend.dtype: unsupported value {dtype!r}; "
+                              f"accepted: {', '.join(DTYPES)}")
         if dtype == self.backend.dtype:
             return self
         name = self.name

@@ -310,7 +310,8 @@ def _background(rng, size, near: list[np.ndarray], person: tuple[float, float, f
         c0 = np.clip(near[0] + rng.normal(0, 0.05, 3), 0, 1)
     ang = rng.uniform(0, 2 * np.pi)
     ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
-    t = np.clip(0.5 + ramp[None, :] * np.float32(np.cos(ang)) + ramp[:, None] * np.float32(np.sin(ang)), 0, 1)[..., None]
+    t = np.clip(0.5 + ramp[None, :] * np.float32(np.cos(ang)) + ramp[:, None] * np.float32(np.sin(ang)),
+                0, 1)[..., None]
     bg = (c0 * (1 - t) + c1 * t).astype(np.float32)
     for _ in range(int(rng.integers(3, 16))):  # clutter: furniture, frames, windows, posters ...
         layer = np.zeros(shape, np.uint8)
@@ -341,7 +342,8 @@ def _background(rng, size, near: list[np.ndarray], person: tuple[float, float, f
         fx, fy = rng.uniform(0, size), rng.uniform(0.1, 0.7) * size
         _ellipse(fig, fx, fy, r, r * 1.25, rng.uniform(-15, 15))
         _ellipse(fig, fx, fy + r * 2.6, r * 2.4, r * 1.2, 0)
-        _poly(fig, [(fx - r * 2.4, fy + r * 2.6), (fx + r * 2.4, fy + r * 2.6), (fx + r * 2.5, size), (fx - r * 2.5, size)])
+        _poly(fig, [(fx - r * 2.4, fy + r * 2.6), (fx + r * 2.4, fy + r * 2.6),
+                    (fx + r * 2.5, size), (fx - r * 2.5, size)])
         alpha = (fig.astype(np.float32) / 255.0)[..., None]
         bg += (_pattern(rng, shape, _random_colour(rng), size) - bg) * alpha
     bg *= (1.0 + rng.uniform(0.02, 0.12) * _smooth(rng, shape, rng.uniform(1.5, 6)))[..., None]
@@ -371,7 +373,8 @@ def _portrait_sample(rng: np.random.Generator, size: int) -> tuple[np.ndarray, n
     sw = rx * rng.uniform(1.9, 3.2)
     sh_h = rx * rng.uniform(0.5, 1.1)
     neck = canvas()
-    _poly(neck, [(cx - neck_w, cy), (cx + neck_w, cy), (cx + neck_w * 1.1, y_sh + sh_h), (cx - neck_w * 1.1, y_sh + sh_h)])
+    _poly(neck, [(cx - neck_w, cy), (cx + neck_w, cy),
+                 (cx + neck_w * 1.1, y_sh + sh_h), (cx - neck_w * 1.1, y_sh + sh_h)])
     _ellipse(clothes, bx, y_sh + sh_h, sw, sh_h, rng.uniform(-6, 6))
     flare = rng.uniform(0.9, 1.15)
     _poly(clothes, [(bx - sw, y_sh + sh_h), (bx + sw, y_sh + sh_h), (bx + sw * flare, big), (bx - sw * flare, big)])

@@ -24,7 +24,8 @@ class Comparison:
     @property
     def hint(self) -> str:
         if self.shape_yaml != self.shape_vdsp:
-            return f"shapes differ: YAML gives {self.shape_yaml}, vdsp gives {self.shape_vdsp} (check Resize size vs Oimage*)"
+            return (f"shapes differ: YAML gives {self.shape_yaml}, vdsp gives {self.shape_vdsp} "
+                    "(check Resize size vs Oimage*)")
         if self.swapped_max_abs_diff is not None and self.swapped_max_abs_diff < 0.5 * self.max_abs_diff:
             return (f"channel order differs: reversing the channels brings the diff to {self.swapped_max_abs_diff:.3g} "
                     "(check CvtColor in process_ops vs ColorCvtCode)")

@@ -79,7 +79,8 @@ def to_qdq(model: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
 
     missing = set(plan.convs) - {n.name for n in g.node}
     if missing:
-        raise DeployError(f"QDQ export: plan nodes {sorted(missing)} are not in the model (plan made for another model?)")
+        raise DeployError(f"QDQ export: plan nodes {sorted(missing)} are not in the model "
+                          "(plan made for another model?)")
     new_inits: list[TensorProto] = []
     done: dict[tuple, str] = {}  # (kind, tensor) → dequantized tensor name
     nodes: list[onnx.NodeProto] = []
