@@ -215,6 +215,23 @@ def test_resume_refuses_other_settings(env, tmp_path):
                progress=False)["resumed"] == 3
 
 
+def test_run_no_npz_writes_masks_and_scores_only(env, full_run, tmp_path):
+    out = tmp_path / "out"
+    _invoke("run", "--image_dir", env["images"], "--mask_dir", env["masks"], "-m", env["prefix"], "--vdsp_params",
+            env["vdsp"], "--batch", "4", "--limit", "5", "--no-npz", "--no-progress", "--save_dir", out)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["npz"] is False and s["scored"] == 5 and not list(out.glob("*.npz"))
+    ref = report.read_rows(full_run[0] / "results.csv")
+    for name, row in report.read_rows(out / "results.csv").items():
+        assert row.iou == pytest.approx(ref[name].iou, abs=1e-9)
+        assert (out / f"{Path(name).stem}.png").is_file() and (out / f"{Path(name).stem}_model.png").is_file()
+    # resuming without npz keeps them; resuming with npz redoes them (their npz is missing)
+    assert run(env["images"], env["prefix"], env["vdsp"], out, env["masks"], limit=6, npz=False, resume=True,
+               progress=False)["resumed"] == 5
+    again = run(env["images"], env["prefix"], env["vdsp"], out, env["masks"], limit=6, resume=True, progress=False)
+    assert again["resumed"] == 0 and len(list(out.glob("*.npz"))) == 6
+
+
 def test_run_config_errors_name_the_problem(env, tmp_path):
     bad = vdsp_json(48)
     (tmp_path / "v.json").write_text(json.dumps(bad))
