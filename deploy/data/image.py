@@ -76,6 +76,12 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return _decode(path, cv2.IMREAD_GRAYSCALE)
 
 
+def read_gt(path: str | os.PathLike, binary: bool) -> np.ndarray:
+    """A GT mask as scoring needs it: grey levels for a binary model (binarised later, UNET-ZOO),
+    class ids for a multi-class one."""
+    return read_mask(path) if binary else read_label_map(path)
+
+
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
     """(H, W) uint8 class ids: the palette index for a palette PNG, else the grey value."""
     data = _read(path)

@@ -53,7 +53,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
 
     The prediction is `output_{out_index}`; by default the `main_output` of the model at
     `model_prefix` (its mod.json, when given), else output_0."""
-    from deploy.data.image import ImageReadError, read_image_rgb, read_label_map, read_mask
+    from deploy.data.image import ImageReadError, read_gt, read_image_rgb
     from deploy.data.readers import DataWarning, pair_masks
     from deploy.runtime import read_meta
 
@@ -100,7 +100,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
         row = Row(name, NO_MASK)
         if sample is not None and sample.mask is not None:
             try:
-                gt = (read_mask if binary else read_label_map)(sample.mask)
+                gt = read_gt(sample.mask, binary)
             except ImageReadError as e:
                 row = Row(name, BAD_MASK, mask=sample.mask.name, detail=str(e))
         elif src_dir is not None and sample is None:

@@ -72,7 +72,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         out_index: int | None = None, sigmoid: bool = False, resume: bool = False, npz: bool = True,
         num_threads: int | None = None, progress: bool | None = None, verbose: bool = False) -> dict:
     """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json)."""
-    from deploy.data.image import ImageReadError, read_image_rgb, read_label_map, read_mask
+    from deploy.data.image import ImageReadError, read_gt, read_image_rgb
     from deploy.data.readers import DataWarning, pair_masks
     from deploy.runtime.stream import Stream, batch_runner
 
@@ -132,7 +132,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         if sample.mask is None:
             return Row(sample.image.name, NO_MASK)
         try:
-            gt = (read_mask if binary else read_label_map)(sample.mask)
+            gt = read_gt(sample.mask, binary)
         except ImageReadError as e:
             return Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e))
         iou, dice, _ = score_image(pred, gt)

@@ -137,7 +137,7 @@ def load_set(samples: list[Sample], name: str, size: int) -> tuple[np.ndarray, n
 def draw_batch(x: np.ndarray, y: np.ndarray, batch: int, seed: int, step: int,
                augment: str = "dihedral") -> tuple[np.ndarray, np.ndarray]:
     """The batch of step `step`: indices + flips (+ rot90 for "dihedral") from `default_rng([seed, step])`."""
-    if augment not in ("dihedral", "hflip"):
+    if augment not in AUGMENT.values():
         raise DeployError(f"augment must be 'dihedral' or 'hflip', got {augment!r}")
     rng = np.random.default_rng([seed, step])
     idx = rng.choice(len(x), size=batch, replace=len(x) < batch)
