@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,27 @@ def test_num_threads_applies_to_the_calling_thread(unet):
     assert seen["threads"] == 1
     with pytest.raises(DeployError, match="num_threads must be at least 1"):
         Model(unet[0], num_threads=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from /proc")
+def test_model_threads_are_not_pinned_unless_asked(unet):
+    """A pinned TVM worker preempted by the stream's decoding cannot move to a free core (see
+    deploy.runtime._tvm); TVM_BIND_THREADS=1 still pins, which shows the check can see pinning."""
+    from deploy.runtime._tvm import usable_cpus
+    if usable_cpus() < 2:
+        pytest.skip("pinning is only visible with 2 or more CPUs")
+    code = ("import sys, os, numpy as np\n"
+            "import deploy.runtime as r\n"
+            "r.Model(sys.argv[1], num_threads=2).run(np.zeros((1, 3, 16, 16), np.float32))\n"
+            "print(sorted({len(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
+
+    def cpu_counts(**extra) -> str:
+        out = subprocess.run([sys.executable, "-c", code, str(unet[0])], env={**env, **extra}, capture_output=True,
+                             text=True, check=True)
+        return out.stdout.strip()
+    assert cpu_counts() == f"[{usable_cpus()}]"
+    assert cpu_counts(TVM_BIND_THREADS="1") != f"[{usable_cpus()}]"
 
 
 def test_runtime_imports_stay_light(unet):
