@@ -169,6 +169,28 @@ def test_model_threads_are_not_pinned_unless_asked(unet):
     assert cpu_counts(TVM_BIND_THREADS="1") != f"[{usable_cpus()}]"
 
 
+def test_idle_model_threads_do_not_burn_cpu(unet):
+    """After an inference the pool's workers spin briefly, then sleep (deploy.runtime._tvm): a
+    process that waits between batches keeps its CPU for the decoding; TVM's own default spin
+    count is the control that shows the check can see the burn."""
+    from deploy.runtime._tvm import usable_cpus
+    if usable_cpus() < 2:
+        pytest.skip("one CPU: the pool has no worker threads")
+    code = ("import sys, os, time, numpy as np\n"
+            "import deploy.runtime as r\n"
+            "r.Model(sys.argv[1], num_threads=2).run(np.zeros((1, 3, 16, 16), np.float32))\n"
+            "t = os.times(); time.sleep(0.5); u = os.times()\n"
+            "print(u.user + u.system - t.user - t.system)")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
+
+    def idle_cpu(**extra) -> float:
+        out = subprocess.run([sys.executable, "-c", code, str(unet[0])], env={**env, **extra}, capture_output=True,
+                             text=True, check=True)
+        return float(out.stdout)
+    assert idle_cpu() <= 0.02
+    assert idle_cpu(TVM_THREAD_POOL_SPIN_COUNT="300000") >= 0.04
+
+
 def test_runtime_imports_stay_light(unet):
     """`import deploy.runtime` imports neither TVM nor torch; loading and running a model keeps torch out."""
     code = ("import sys\n"

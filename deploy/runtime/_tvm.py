@@ -18,6 +18,13 @@
   unset (set it to 1 to pin). Measured on 2 cores, UNet++ fp32 batch 8: runstream/model-only rose
   in each of 5 paired process runs (by 2-8 points); model-only throughput alone did not change
   (batch 8 and 1, within the ±4 % noise).
+- An idle pool worker spins before it sleeps: TVM_THREAD_POOL_SPIN_COUNT `sched_yield` calls,
+  300000 by default, measured as 0.15-0.18 s of CPU burnt after every inference, taken from
+  whatever else runs (the stream's decoding while the model waits for a batch; the first stream
+  batch after a `deploy perf` run in the same process). `import_tvm()` sets 10000 when unset
+  (~3 ms of spinning; 0.00-0.01 s measured): still far longer than the gaps between the operators
+  of one inference or between back-to-back batches, and model-only throughput did not change
+  (UNet++ batch 8, UNet batch 1).
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ def import_tvm() -> ModuleType:
     # before any TVM thread pool exists (pools are created lazily, so also after `import tvm`)
     os.environ.setdefault("TVM_NUM_THREADS", str(usable_cpus()))
     os.environ.setdefault("TVM_BIND_THREADS", "0")
+    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "10000")
     if "tvm" in sys.modules:
         return sys.modules["tvm"]
     with _lock:
