@@ -74,7 +74,8 @@ def built(tmp_path_factory):
 
 def test_tvm_ffi_pinned_and_save_json_works():
     from importlib.metadata import version
-    assert version("apache-tvm-ffi") == "0.1.14.post1", "apache-tvm-ffi must stay 0.1.14.post1 (save_json segfaults on 0.1.15)"
+    assert version("apache-tvm-ffi") == "0.1.14.post1", \
+        "apache-tvm-ffi must stay 0.1.14.post1 (save_json segfaults on 0.1.15)"
     assert version("apache-tvm") == "0.27.0.post1"
     assert '"apache-tvm-ffi==0.1.14.post1"' in (REPO / "pyproject.toml").read_text()
     # in a subprocess: the broken versions segfault, which would take pytest down with them
@@ -192,7 +193,8 @@ def test_every_unsupported_op_is_listed_with_counts(tmp_path):
 
 def test_missing_and_corrupt_onnx_name_the_path(tmp_path):
     y = write_build(tmp_path, None, "gone", shape={"input": [1, 3, 8, 8]}, checkpoint="./onnx/gone.onnx")
-    with pytest.raises(ConfigError, match=r"onnx/gone\.onnx: ONNX file not found \(frontend\.checkpoint in .*gone\.yaml\)"):
+    with pytest.raises(ConfigError,
+                       match=r"onnx/gone\.onnx: ONNX file not found \(frontend\.checkpoint in .*gone\.yaml\)"):
         compile_build(load_build_config(y), progress=False)
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07not a protobuf at all" * 10)
     y = write_build(tmp_path, None, "junk", shape={"input": [1, 3, 8, 8]})

@@ -100,7 +100,8 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("path,value,needle", [
     ("frontend.type", "keras", r"frontend\.type: unsupported value 'keras'; accepted: onnx"),
-    ("backend.quantize.calibrate_mode", "foo", r"backend\.quantize\.calibrate_mode: unsupported value 'foo'; accepted: kl_divergence, percentile, max, mse"),
+    ("backend.quantize.calibrate_mode", "foo",
+     r"backend\.quantize\.calibrate_mode: unsupported value 'foo'; accepted: kl_divergence, percentile, max, mse"),
     ("backend.dtype", "int4", r"backend\.dtype: unsupported value 'int4'; accepted: fp32, fp16, int8"),
     ("backend.dtype", KeyError, r"backend\.dtype: required key is missing"),
     ("frontend", KeyError, r"frontend: required section is missing"),
@@ -112,10 +113,14 @@ def _set(path: str, value):
     ("backend.quantize.percentile", 120, r"percentile: must be in \(0, 100\]"),
     ("backend.quantize.skip_nodes", ["conv("], r"skip_nodes: not a valid regular expression"),
     ("dataset.sampler", {"suffix": "png", "get_data_num": 0}, r"dataset\.sampler\.get_data_num: must be positive"),
-    ("dataset.process_ops", [{"type": "Blur"}], r"dataset\.process_ops\[0\]\.type: unsupported value 'Blur'; accepted: DecodeImage"),
-    ("dataset.process_ops", [{"type": "Resize", "size": [96, 0]}], r"process_ops\[0\]\.size: expected \[H, W\] with positive values"),
-    ("dataset.process_ops", [{"type": "Normalize", "mean": [0.5, 0.5], "std": [1, 1, 1]}], r"process_ops\[0\]\.mean: expected 3 numbers"),
-    ("dataset.process_ops", [{"type": "CvtColor", "code": "COLOR_RGB2HSV"}], r"process_ops\[0\]\.code: unsupported value"),
+    ("dataset.process_ops", [{"type": "Blur"}],
+     r"dataset\.process_ops\[0\]\.type: unsupported value 'Blur'; accepted: DecodeImage"),
+    ("dataset.process_ops", [{"type": "Resize", "size": [96, 0]}],
+     r"process_ops\[0\]\.size: expected \[H, W\] with positive values"),
+    ("dataset.process_ops", [{"type": "Normalize", "mean": [0.5, 0.5], "std": [1, 1, 1]}],
+     r"process_ops\[0\]\.mean: expected 3 numbers"),
+    ("dataset.process_ops", [{"type": "CvtColor", "code": "COLOR_RGB2HSV"}],
+     r"process_ops\[0\]\.code: unsupported value"),
     ("backend.compile", {"batch_sizes": [0]}, r"backend\.compile\.batch_sizes: expected positive batch sizes"),
 ])
 def test_bad_build_config_names_the_key(tmp_path, path, value, needle):

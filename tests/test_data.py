@@ -236,7 +236,8 @@ def test_pair_carvana_jpg_with_gif_masks(tmp_path):
 def test_pair_same_stem_other_extension(tmp_path):
     write_png(tmp_path / "im" / "a.jpg", rgb_image(0))
     write_png(tmp_path / "gt" / "a.png", binary_mask(0))
-    assert pair_masks(tmp_path / "im", tmp_path / "gt") == [Sample(tmp_path / "im" / "a.jpg", tmp_path / "gt" / "a.png")]
+    expected = [Sample(tmp_path / "im" / "a.jpg", tmp_path / "gt" / "a.png")]
+    assert pair_masks(tmp_path / "im", tmp_path / "gt") == expected
 
 
 def test_pair_explicit_suffix(tmp_path):

@@ -396,7 +396,8 @@ def test_fixed_batch_model_pads_without_biasing_statistics(setup):
     fixed = calibrate(cfg, small_net(batch=2), images, progress=False)  # 5 images → batches 2, 2, 1+pad
     assert free.keys() == fixed.keys()
     for t in free:
-        assert fixed[t].min == pytest.approx(free[t].min, abs=1e-5) and fixed[t].max == pytest.approx(free[t].max, abs=1e-5)
+        assert fixed[t].min == pytest.approx(free[t].min, abs=1e-5)
+        assert fixed[t].max == pytest.approx(free[t].max, abs=1e-5)
 
 
 def test_collection_memory_does_not_grow_with_images(setup):

@@ -73,7 +73,8 @@ def test_symbolic_batch_matches_onnxruntime(unet):
 
 def test_input_errors_are_explained(unet):
     m = Model(unet[0])
-    with pytest.raises(DeployError, match=r"unknown input name\(s\) 'image'; the model's inputs: input \[N, 3, 16, 16\] float32"):
+    with pytest.raises(DeployError,
+                       match=r"unknown input name\(s\) 'image'; the model's inputs: input \[N, 3, 16, 16\] float32"):
         m.run({"image": np.zeros((1, 3, 16, 16), np.float32)})
     with pytest.raises(DeployError, match=r"expected C, H, W = 3, 16, 16, got 3, 32, 32"):
         m.run(np.zeros((1, 3, 32, 32), np.float32))

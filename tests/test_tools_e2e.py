@@ -30,7 +30,8 @@ def tiny_seg(size: int = SIZE) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(a, n) for a, n in (
         (np.full((1, 3, 1, 1), 4 / 3, np.float32), "w_gray"), (np.array([0.8], np.float32), "b_gray"),
-        (np.full((1, 1, 3, 3), 1 / 9, np.float32), "box"), (rng.normal(0, 0.5, (1, 3, 3, 3)).astype(np.float32), "w_aux"))]
+        (np.full((1, 1, 3, 3), 1 / 9, np.float32), "box"),
+        (rng.normal(0, 0.5, (1, 3, 3, 3)).astype(np.float32), "w_aux"))]
     nodes = [helper.make_node("Conv", ["input", "w_gray", "b_gray"], ["g"], kernel_shape=[1, 1]),
              helper.make_node("Conv", ["g", "box"], ["s"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
              helper.make_node("Sigmoid", ["s"], ["output"]),
