@@ -12,7 +12,8 @@ from tqdm import tqdm
 from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
-from deploy.bench.timing import cores, interleaved, median_ms, nominal_peak_gflops, sgemm_peak_gflops
+from deploy.bench.timing import (SETTLE_S, cores, interleaved, median_ms, nominal_peak_gflops,
+                                 sgemm_peak_gflops)
 
 TARGETS = {"fp32": 1.1, "fp16": 1.7}
 COMPILE_TARGET_S = {"unetpp": 20.0}
@@ -69,7 +70,8 @@ def markdown(result: dict) -> str:
               + ["TVM fp32 GFLOP/s (effective)", "of nominal peak", "fp32 max abs vs ORT", "fp16 mask agreement"])
     comp = [[m["model"]] + [m["compile_s"][k] for k in m["compile_s"]] for m in result["models"]]
     return (f"# Compiler benchmark\n\n{result['machine']['cpu']}, {result['threads']} threads, median of "
-            f"{result['runs']} interleaved runs. `×ORT` = onnxruntime fp32 time / our time (throughput ratio); "
+            f"{result['runs']} interleaved runs ({1e3 * SETTLE_S:.0f} ms pause before each, so no engine's "
+            f"spinning threads slow down the next). `×ORT` = onnxruntime fp32 time / our time (throughput ratio); "
             f"targets: fp32 ≥ {TARGETS['fp32']}×, fp16 ≥ {TARGETS['fp16']}×. Effective GFLOP/s = direct-conv FLOPs / "
             f"time (Winograd layers do fewer real FLOPs, so this can exceed the peak). Nominal fp32 peak "
             f"(cores × clock × 32 FLOP/cycle): {peak:.0f} GFLOP/s; numpy sgemm measured "

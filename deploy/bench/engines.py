@@ -11,8 +11,8 @@ Engine = Callable[[], list]
 
 
 def ort_engine(onnx_path: Path, x: np.ndarray, threads: int, spinning: bool = True) -> Engine:
-    """spinning=False: onnxruntime's threads sleep after a run instead of spinning (by default they
-    spin on, competing with the engine timed next when engines are interleaved)."""
+    """spinning=False: onnxruntime's threads sleep after a run instead of spinning (its default,
+    ~40 ms of a core after each run; timing.interleaved waits that out)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

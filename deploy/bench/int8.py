@@ -15,7 +15,7 @@ import numpy as np
 from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
-from deploy.bench.timing import cores, interleaved, median_ms
+from deploy.bench.timing import SETTLE_S, cores, interleaved, median_ms
 
 MODEL = "unetpp"
 TARGETS = {"vs_ort_int8": 1.2, "vs_ort_fp32": 3.0}
@@ -70,8 +70,8 @@ def run(work: Path, batches=(1, 8), runs: int = 20, model: str = MODEL) -> dict:
 
 def _measure(paths: dict, x: np.ndarray, runs: int, gop: float) -> dict:
     """One batch: output agreement, then interleaved median times (engines take turns, so load
-    changes hit all alike) twice: with onnxruntime's default thread spinning (its threads keep
-    spinning after a run, slowing down whichever engine runs next) and with spinning off."""
+    changes hit all alike) twice: with onnxruntime's default thread spinning and with it off (its
+    own speed either way; timing.interleaved keeps one engine's spin off the next one's time)."""
     threads = cores()
     timings = {}
     for mode, spin in (("ORT spinning", True), ("ORT spinning off", False)):
@@ -114,8 +114,8 @@ def markdown(result: dict) -> str:
             f"on preprocessed calibration-set images. ORT int8 = onnxruntime's quantize_static QDQ model with our "
             f"calibration ranges. Ratios are throughput (time of the other / ours); targets: "
             f"≥ {TARGETS['vs_ort_fp32']}× ORT fp32, ≥ {TARGETS['vs_ort_int8']}× ORT int8. Engines take turns "
-            f"(interleaved), once with onnxruntime's default thread spinning (its threads keep spinning after a "
-            f"run and slow down whichever engine runs next) and once with it off.\n\n"
+            f"(interleaved, each timed call after a {1e3 * SETTLE_S:.0f} ms pause so no engine's spinning threads "
+            f"slow down the next), once with onnxruntime's default thread spinning and once with it off.\n\n"
             + report.table(["batch", "onnxruntime threads", "ORT fp32 ms", "ORT int8 ms", "TVM int8 ms",
                             "TVM int8 vs ORT fp32", "TVM int8 vs ORT int8", "TVM int8 GOP/s"], speed)
             + "\n## Agreement (probability maps, masks at 0.5)\n\n"

@@ -10,18 +10,35 @@ from typing import Callable
 import numpy as np
 
 
-def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call for each engine, `runs` rounds after `warmup` untimed rounds."""
+SETTLE_S = 0.05
+
+
+def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int = 2,
+                settle_s: float = SETTLE_S) -> dict[str, list[float]]:
+    """Seconds per call for each engine, `runs` rounds after `warmup` untimed rounds.
+
+    Each timed call starts `settle_s` after the previous one ended, busy-waiting (a sleep would let
+    the CPU idle and make the next call pay for waking up): an engine's thread pool keeps spinning
+    after its run — onnxruntime's burns ~40 ms of a core (measured) — and without the pause that
+    spin is charged to whichever engine is timed next (UNet b1: TVM 21.6 ms right after an
+    onnxruntime run, 11.0 ms with onnxruntime's spinning off)."""
     for _ in range(warmup):
         for fn in engines.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(runs):
         for name, fn in engines.items():
+            _busy_wait(settle_s)
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
     return times
+
+
+def _busy_wait(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def median_ms(samples: list[float]) -> float:
