@@ -149,47 +149,39 @@ def test_num_threads_applies_to_the_calling_thread(unet):
         Model(unet[0], num_threads=0)
 
 
+def _after_one_inference(prefix: Path, then: str, unset: str, **env) -> str:
+    """stdout of a fresh process that runs one 2-thread inference and then the code `then`, with the
+    TVM variable `unset` removed from its environment (so deploy.runtime._tvm's default applies)
+    and `env` added."""
+    from deploy.runtime._tvm import usable_cpus
+    if usable_cpus() < 2:
+        pytest.skip("one CPU: the pool has no worker threads")
+    code = ("import sys, os, time, numpy as np\n"
+            "import deploy.runtime as r\n"
+            "r.Model(sys.argv[1], num_threads=2).run(np.zeros((1, 3, 16, 16), np.float32))\n" + then)
+    base = {k: v for k, v in os.environ.items() if k != unset}
+    return subprocess.run([sys.executable, "-c", code, str(prefix)], env={**base, **env}, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from /proc")
 def test_model_threads_are_not_pinned_unless_asked(unet):
     """A pinned TVM worker preempted by the stream's decoding cannot move to a free core (see
     deploy.runtime._tvm); TVM_BIND_THREADS=1 still pins, which shows the check can see pinning."""
     from deploy.runtime._tvm import usable_cpus
-    if usable_cpus() < 2:
-        pytest.skip("pinning is only visible with 2 or more CPUs")
-    code = ("import sys, os, numpy as np\n"
-            "import deploy.runtime as r\n"
-            "r.Model(sys.argv[1], num_threads=2).run(np.zeros((1, 3, 16, 16), np.float32))\n"
-            "print(sorted({len(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))")
-    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
-
-    def cpu_counts(**extra) -> str:
-        out = subprocess.run([sys.executable, "-c", code, str(unet[0])], env={**env, **extra}, capture_output=True,
-                             text=True, check=True)
-        return out.stdout.strip()
-    assert cpu_counts() == f"[{usable_cpus()}]"
-    assert cpu_counts(TVM_BIND_THREADS="1") != f"[{usable_cpus()}]"
+    then = "print(sorted({len(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))"
+    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS") == f"[{usable_cpus()}]"
+    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS", TVM_BIND_THREADS="1") != f"[{usable_cpus()}]"
 
 
 def test_idle_model_threads_do_not_burn_cpu(unet):
     """After an inference the pool's workers spin briefly, then sleep (deploy.runtime._tvm): a
     process that waits between batches keeps its CPU for the decoding; TVM's own default spin
     count is the control that shows the check can see the burn."""
-    from deploy.runtime._tvm import usable_cpus
-    if usable_cpus() < 2:
-        pytest.skip("one CPU: the pool has no worker threads")
-    code = ("import sys, os, time, numpy as np\n"
-            "import deploy.runtime as r\n"
-            "r.Model(sys.argv[1], num_threads=2).run(np.zeros((1, 3, 16, 16), np.float32))\n"
-            "t = os.times(); time.sleep(0.5); u = os.times()\n"
-            "print(u.user + u.system - t.user - t.system)")
-    env = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
-
-    def idle_cpu(**extra) -> float:
-        out = subprocess.run([sys.executable, "-c", code, str(unet[0])], env={**env, **extra}, capture_output=True,
-                             text=True, check=True)
-        return float(out.stdout)
-    assert idle_cpu() <= 0.02
-    assert idle_cpu(TVM_THREAD_POOL_SPIN_COUNT="300000") >= 0.04
+    then = "t = os.times(); time.sleep(0.5); u = os.times()\nprint(u.user + u.system - t.user - t.system)"
+    spin = "TVM_THREAD_POOL_SPIN_COUNT"
+    assert float(_after_one_inference(unet[0], then, spin)) <= 0.02
+    assert float(_after_one_inference(unet[0], then, spin, TVM_THREAD_POOL_SPIN_COUNT="300000")) >= 0.04
 
 
 def test_runtime_imports_stay_light(unet):
