@@ -157,20 +157,27 @@ def test_compiled_matches_onnxruntime(built):
 # ---- model checks ------------------------------------------------------------------------------
 
 def _unsupported_model() -> onnx.ModelProto:
-    """A conv net with 2× NonMaxSuppression, a custom-domain op and an op TVM has no converter for."""
-    boxes = numpy_helper.from_array(np.zeros((1, 4, 4), np.float32), "boxes")
-    scores = numpy_helper.from_array(np.zeros((1, 1, 4), np.float32), "scores")
+    """A conv net with 2× NonMaxSuppression, a custom-domain op and an op TVM has no converter for,
+    all fed by the input (graph preparation folds constant subgraphs, so these must be live)."""
     w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
-    sq = numpy_helper.from_array(np.ones((2, 2), np.float32), "sq")
+    box_shape = numpy_helper.from_array(np.array([0, 64, 4], np.int64), "box_shape")
+    score_shape = numpy_helper.from_array(np.array([0, 1, 64], np.int64), "score_shape")
     nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Transpose", ["c"], ["ct"], perm=[0, 2, 3, 1], name="nhwc"),
+             helper.make_node("Reshape", ["ct", "box_shape"], ["boxes"], name="boxes"),
+             helper.make_node("ReduceMean", ["c"], ["cm"], axes=[1], keepdims=1, name="mean"),
+             helper.make_node("Reshape", ["cm", "score_shape"], ["scores"], name="scores"),
              helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["sel_a"], name="nms_a"),
              helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["sel_b"], name="nms_b"),
              helper.make_node("Frobnicate", ["c"], ["f"], domain="com.acme", name="frob"),
-             helper.make_node("Det", ["sq"], ["d"], name="det"),
+             helper.make_node("Det", ["input"], ["d"], name="det"),
              helper.make_node("Relu", ["f"], ["output"], name="relu")]
+    outs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8]),
+            helper.make_tensor_value_info("sel_a", TensorProto.INT64, [None, 3]),
+            helper.make_tensor_value_info("sel_b", TensorProto.INT64, [None, 3]),
+            helper.make_tensor_value_info("d", TensorProto.FLOAT, ["N", 3])]
     g = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])],
-                          [boxes, scores, w, sq])
+                          outs, [w, box_shape, score_shape])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.acme", 1)])
     m.ir_version = 8
     return m

@@ -1,13 +1,13 @@
 """`compile_build(cfg)`: build YAML → compiled model suite (see deploy.compiler.artifact).
 
 Stages (a tqdm bar on stderr follows them; compile.log records each with its time):
-load ONNX → check (operators, inputs vs YAML) → target → calibrate (int8 only: calibration plan
-and QDQ model, deploy.compiler.quantized) → import (Relax, symbolic batch or one entry per listed
-size; int8 imports the QDQ model) → optimize (int8: QDQ → integer convs, deploy.compiler.int8;
-then the CPU backend for llvm targets, TVM's stock passes for cuda) → build (tvm.compile) →
-export (mod.so) → verify (load the new library with the runtime and run a zero batch, on this CPU
-when the target can run here; CUDA kernels are test-compiled with nvcc) → write mod.json +
-compile.log (int8: + mod.qdq.onnx, calibration.json) and swap the folder in atomically.
+load ONNX → prepare (inputs vs YAML, then deploy.compiler.prepare) → check (operators) → target →
+calibrate (int8 only: calibration plan and QDQ model, deploy.compiler.quantized) → import (Relax,
+symbolic batch or one entry per size; int8 imports the QDQ model) → optimize (int8: QDQ → integer
+convs, deploy.compiler.int8; then the CPU backend for llvm targets, TVM's stock passes for cuda) →
+build (tvm.compile) → export (mod.so) → verify (load the new library with the runtime and run a
+zero batch, on this CPU when the target can run here; CUDA kernels are test-compiled with nvcc) →
+write mod.json + compile.log (int8: + mod.qdq.onnx, calibration.json) and swap the folder in atomically.
 Nothing is written to the workspace before the build succeeds (a bad YAML, ONNX or target
 creates no folder); from the export on, files go to a temporary folder swapped in at the end.
 """
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.compiler import artifact, onnx_import, ops_scan
+from deploy.compiler import artifact, onnx_import, ops_scan, prepare
 from deploy.compiler import target as targets
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
 from deploy.runtime._tvm import import_tvm
 from deploy.runtime.model import SCHEMA_VERSION
 
-STAGES = ("load", "check", "target", "calibrate", "import", "optimize", "build", "export", "verify", "write")
+STAGES = ("load", "prepare", "check", "target", "calibrate", "import", "optimize", "build", "export", "verify", "write")
 
 
 class CompileLog:
@@ -94,9 +94,11 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             log(f"onnx: {cfg.frontend.checkpoint} sha256 {onnx_sha}, opset "
                 f"{[(o.domain or 'ai.onnx', o.version) for o in model.opset_import]}, producer "
                 f"{model.producer_name} {model.producer_version}")
+        with log.stage("prepare", bar):
+            chw = onnx_import.check_inputs(cfg, model)
+            model = prepare.prepare(model, chw, log, simplify=cfg.backend.simplify)
         with log.stage("check", bar):
             ops_scan.check_supported(model, cfg.frontend.checkpoint)
-            chw = onnx_import.check_inputs(cfg, model)
             hist = ops_scan.op_histogram(model)
             log("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(hist.items())))
             for name, shape in cfg.frontend.shape.items():

@@ -6,7 +6,9 @@ Batch handling (recorded in `<prefix>.json` → "batch"):
   the same library (the symbolic import specialised per size, or, for graphs whose batch cannot
   be symbolic, one static import per size). The runtime picks the matching function, or
   chunks/pads (deploy.runtime.model).
-The YAML's N is therefore ignored (vendor files always say 1); its C/H/W fix the spatial size,
+- a graph whose batch cannot be symbolic (a batch baked into a Reshape, say) and no batch_sizes:
+  the YAML's N is built as the one fixed size; "fixed_reason" in the entry says why.
+Otherwise the YAML's N is ignored (vendor files always say 1); its C/H/W fix the spatial size,
 and must agree with the ONNX input's static dims.
 """
 from __future__ import annotations
@@ -138,7 +140,8 @@ def relax_signature(func, batch_var=None) -> tuple[list[tuple[list, str]], list[
 
 def _from_onnx(model: onnx.ModelProto, shape_dict: dict, log) -> "tvm.IRModule":
     from tvm.relax.frontend.onnx import from_onnx
-    with warnings.catch_warnings(record=True) as caught:
+    from deploy.compiler import converters
+    with warnings.catch_warnings(record=True) as caught, converters.overrides():
         warnings.simplefilter("always")
         try:
             mod = from_onnx(model, shape_dict=shape_dict, dtype_dict="float32", keep_params_in_input=False)
@@ -176,15 +179,12 @@ def import_model(model: onnx.ModelProto, cfg: BuildConfig, chw: dict[str, tuple[
         for b in sizes:
             out[f"main_b{b}"] = mod["main"].bind_symbolic_vars({BATCH_VAR: b}).with_attr("global_symbol", f"main_b{b}")
         return out, {"symbolic": False, "sizes": sizes, "functions": {str(b): f"main_b{b}" for b in sizes}}
-    if sizes is None:
-        try:  # tell a graph that needs a fixed batch from one TVM cannot import at all
-            _from_onnx(model, {k: [1, *v] for k, v in chw.items()}, lambda msg: None)
-        except Exception as e:
-            raise UnsupportedError(f"{path}: TVM's ONNX import failed: {type(e).__name__}: {e}") from e
-        raise UnsupportedError(
-            f"{path}: cannot import with a symbolic batch ({error}); list the batch sizes to build in the build "
-            f"YAML (backend.compile.batch_sizes: [1]) to compile fixed-batch entry points")
-    log(f"symbolic-batch import failed ({error}); importing one static graph per batch size")
+    if sizes is None:  # the YAML's batch, built as the one fixed size (said in the log and mod.json)
+        sizes = [max(shape[0] for shape in cfg.frontend.shape.values())]
+        log(f"symbolic-batch import failed ({error}); building the YAML's batch {sizes[0]} as a fixed size "
+            f"(list others in backend.compile.batch_sizes)")
+    else:
+        log(f"symbolic-batch import failed ({error}); importing one static graph per batch size")
     out = tvm.IRModule()
     for b in sizes:
         try:
@@ -194,4 +194,5 @@ def import_model(model: onnx.ModelProto, cfg: BuildConfig, chw: dict[str, tuple[
         except Exception as e:
             raise UnsupportedError(f"{path}: TVM's ONNX import failed for batch {b}: {type(e).__name__}: {e}") from e
         out[f"main_b{b}"] = mod["main"].with_attr("global_symbol", f"main_b{b}")
-    return out, {"symbolic": False, "sizes": sizes, "functions": {str(b): f"main_b{b}" for b in sizes}}
+    return out, {"symbolic": False, "sizes": sizes, "functions": {str(b): f"main_b{b}" for b in sizes},
+                 "fixed_reason": error}

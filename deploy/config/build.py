@@ -47,6 +47,7 @@ class Backend:
     quantize: Quantize = field(default_factory=Quantize)
     target: dict | None = None               # a TVM JSON target; None = detect the host
     batch_sizes: tuple[int, ...] | None = None  # None = one module for any batch (symbolic N)
+    simplify: bool = True                    # graph preparation before import (deploy.compiler.prepare)
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,14 @@ def _compile_options(n: Node | None) -> dict:
     """Our compile options; vendor device-only keys (data_transport_mode, …) warn and are ignored."""
     if n is None:
         return {}
-    n.warn_unknown(("target", "batch_sizes"))
+    n.warn_unknown(("target", "batch_sizes", "simplify"))
     target = n.get("target", (dict, str), None)
     if isinstance(target, str):
         target = {"kind": "llvm", "mcpu": target} if target not in ("cuda", "llvm") else {"kind": target}
     batch_sizes = n.ints("batch_sizes", default=None)
     if batch_sizes is not None and (not batch_sizes or min(batch_sizes) <= 0):
         raise n.error(f"expected positive batch sizes, got {batch_sizes!r}", "batch_sizes")
-    return {"target": target, "batch_sizes": batch_sizes}
+    return {"target": target, "batch_sizes": batch_sizes, "simplify": n.get("simplify", bool, True)}
 
 
 def _dataset(n: Node | None, ops_key: str) -> Dataset:
