@@ -101,6 +101,9 @@ def simplify_graph(model: onnx.ModelProto, log: Log) -> onnx.ModelProto:
         log(f"prepare: onnxsim failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}); "
             f"importing the graph unsimplified")
         return model
+    # its inferred shapes name the batch "N" on every tensor; the importer would make each a new
+    # symbolic variable unrelated to the input's, and kernels lose their static-shape fast paths
+    del out.graph.value_info[:]
     log(f"prepare: onnxsim {onnxsim.__version__}: shape inference, constant folding, "
         f"Dropout/Identity elimination, Conv+BN fusion")
     return out
