@@ -109,3 +109,20 @@ def test_batch_baked_into_the_graph_builds_the_yaml_batch(tmp_path):
     got = m.run({"input": x})[0]
     ref = np.concatenate([G.ort_run(model, x[i:i + 1])[0] for i in range(3)])
     assert float(np.abs(got - ref).max()) < 1e-5
+
+
+def test_fp16_overflow_is_reported_by_layer(tmp_path, capsys):
+    """A layer whose activations pass 65504 on the dataset's images is named before the fp16 build."""
+    import cv2
+    g = G.Graph(3, 16, 16)
+    big = g.op("Mul", [g.relu(g.conv("input", 3, 4)), g.const(np.array(1e5, "float32"))])
+    big_node = g.nodes[-1]
+    big_node.name = "scale_up"
+    model = g.model(g.sigmoid(big))
+    (tmp_path / "images").mkdir(parents=True)
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / "images" / f"{k}.png"), np.full((20, 20, 3), 60 * k + 10, np.uint8))
+    m, log = _compile(tmp_path, model, "hot", dtype="fp16")
+    meta = json.loads((tmp_path / "ws" / "hot" / "mod.json").read_text())
+    assert [o["node"] for o in meta["fp16_overflow"]] == ["scale_up"]
+    assert "scale_up" in capsys.readouterr().err and "fp16 range: 3 dataset images" in log

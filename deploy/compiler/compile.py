@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.compiler import artifact, onnx_import, ops_scan, prepare
+from deploy.compiler import artifact, fp16_range, onnx_import, ops_scan, prepare
 from deploy.compiler import target as targets
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
@@ -99,6 +99,10 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             model = prepare.prepare(model, chw, log, simplify=cfg.backend.simplify)
         with log.stage("check", bar):
             ops_scan.check_supported(model, cfg.frontend.checkpoint)
+            overflow = None
+            if cfg.backend.dtype == "fp16":
+                overflow = fp16_range.overflow_layers(cfg, model, log)
+                fp16_range.warn(overflow or [], log)
             hist = ops_scan.op_histogram(model)
             log("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(hist.items())))
             for name, shape in cfg.frontend.shape.items():
@@ -135,6 +139,8 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
             calibration = {"files": 0, "sha256": None} if q8 is None else q8.record()
             meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline)
+            if overflow is not None:
+                meta["fp16_overflow"] = overflow
             if q8 is not None:
                 q8.write(tmp, prefix_name)
                 meta["quantization"] = q8.summary(prefix_name)
