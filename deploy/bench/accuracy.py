@@ -23,6 +23,7 @@ from deploy.bench import models, report
 from deploy.bench.flops import conv_flops
 from deploy.config import load_build_config
 from deploy.errors import UnsupportedError
+from deploy.tools.report import markdown_table
 
 DTYPES = ("fp32", "fp16", "int8")
 VENDOR = {"unetpp": (84.164, 83.179, 83.052), "r2u_net": (77.443, 77.421, 77.417),
@@ -112,10 +113,9 @@ def markdown(result: dict) -> str:
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
             "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model not above "
             "it has not learned its task (too few training steps): its drops mean nothing and its targets are n/a. "
-            f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}, "
-            f"{result['machine']['cores']} cores), including whatever else it ran meanwhile; `(bf16)`: bf16 "
-            "autocast forward, fp32 weights.\n\n"
-            + report.table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
+            f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}), including "
+            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
+            + markdown_table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
                            body) + _unsupported(result["rows"]))

@@ -12,8 +12,9 @@ from tqdm import tqdm
 from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
-from deploy.bench.timing import (SETTLE_S, cores, interleaved, median_ms, nominal_peak_gflops,
-                                 sgemm_peak_gflops)
+from deploy.bench.timing import SETTLE_S, interleaved, median_ms, nominal_peak_gflops, sgemm_peak_gflops
+from deploy.host import usable_cores
+from deploy.tools.report import markdown_table
 
 TARGETS = {"fp32": 1.1, "fp16": 1.7}
 COMPILE_TARGET_S = {"unetpp": 20.0}
@@ -21,7 +22,7 @@ COMPILE_TARGET_S = {"unetpp": 20.0}
 
 def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dtypes=("fp32", "fp16")) -> dict:
     from deploy.compiler import compile_build
-    threads = cores()
+    threads = usable_cores()
     result = {"machine": report.machine(), "threads": threads, "runs": runs,
               "sgemm_peak_gflops": sgemm_peak_gflops(),
               "nominal_peak_gflops": nominal_peak_gflops(), "targets": TARGETS, "models": []}
@@ -75,6 +76,6 @@ def markdown(result: dict) -> str:
             f"targets: fp32 ≥ {TARGETS['fp32']}×, fp16 ≥ {TARGETS['fp16']}×. Effective GFLOP/s = direct-conv FLOPs / "
             f"time (Winograd layers do fewer real FLOPs, so this can exceed the peak). Nominal fp32 peak "
             f"(cores × clock × 32 FLOP/cycle): {peak:.0f} GFLOP/s; numpy sgemm measured "
-            f"{result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + report.table(header, rows)
-            + "\n## Compile time (s)\n\n" + report.table(["model"] + list(result["models"][0]["compile_s"]), comp)
+            f"{result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + markdown_table(header, rows)
+            + "\n## Compile time (s)\n\n" + markdown_table(["model"] + list(result["models"][0]["compile_s"]), comp)
             + f"\nTarget: UNet++ ≤ {COMPILE_TARGET_S['unetpp']:.0f} s.\n")

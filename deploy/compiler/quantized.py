@@ -19,7 +19,6 @@ from pathlib import Path
 
 import onnx
 
-from deploy.compiler import artifact
 from deploy.config.build import BuildConfig
 from deploy.errors import UnsupportedError
 from deploy.quantize import QuantPlan, plan
@@ -38,7 +37,7 @@ class Quantized:
 
     def record(self) -> dict:
         """mod.json `sources.calibration`: the calibration list's size and digest."""
-        return {"files": self.plan.num_images, "sha256": artifact.sha256_calibration(self.plan.images)}
+        return {"files": self.plan.num_images, "sha256": self.plan.images_sha256}
 
     def summary(self, prefix_name: str) -> dict:
         """mod.json `quantization`: the plan (modes, quantized/skipped convs, activation scales)."""

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from deploy.bench.models import PORTRAIT, VDSP
-from deploy.bench.report import table
 from deploy.config import load_build_config
+from deploy.tools.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def main(model: str, dtypes: str, images: int, out: Path) -> None:
            "--suffix", "png")
     rows = [run_dtype(model, dt, data, out, npz) for dt in dtypes.split(",")]
     base = rows[0]["vsx_miou"]
-    md = table(["dtype", "mIoU ×100 (vsx_inference)", "mIoU ×100 (image2npz→perf→vamp_eval)",
+    md = markdown_table(["dtype", "mIoU ×100 (vsx_inference)", "mIoU ×100 (image2npz→perf→vamp_eval)",
                 "drop vs " + rows[0]["dtype"], "Dice ×100", "throughput img/s (b8)", "compile s"],
                [[r["dtype"], f"{100 * r['vsx_miou']:.3f}", f"{100 * r['vamp_miou']:.3f}",
                  f"{100 * (base - r['vsx_miou']):.3f}", f"{100 * r['vsx_dice']:.3f}", f"{r['qps']:.1f}",

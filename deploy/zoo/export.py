@@ -17,8 +17,8 @@ import onnx
 import torch
 
 from deploy.errors import DeployError
+from deploy.io import atomic_write_bytes
 from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write_bytes
 
 OPSET = 17
 ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "Sigmoid", "ConvTranspose",

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.io import atomic_write_json
 from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: 
     info = {"model": name, "onnx": onnx_file.name, "checkpoint": os.path.relpath(ckpt_path, out_dir),
             "data": str(data), "config": ckpt["config"], "metrics": ckpt["metrics"],
             "prepare_seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_bytes(meta_file, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write_json(meta_file, info)
     m = ckpt["metrics"]
     log(f"{onnx_file}: held-out IoU {m['iou'] * 100:.2f}, Dice {m['dice'] * 100:.2f} ({m['images']} images)")
     return onnx_file

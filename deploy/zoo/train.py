@@ -39,11 +39,12 @@ import torch
 from torch.nn import functional as F
 
 from deploy.data.image import read_image_rgb, read_mask
+from deploy.data.metrics import unetzoo_scores
 from deploy.data.readers import Sample, pair_masks
 from deploy.errors import DeployError
-from deploy.data.metrics import unetzoo_scores
+from deploy.host import has_flags
+from deploy.io import atomic_save
 from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write
 
 CKPT_FORMAT = "segdeploy.zoo.ckpt/1"
 HOLDOUT = 0.2
@@ -73,11 +74,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def cpu_has_bf16() -> bool:
     """Native bf16 dot products (AVX512-BF16 or AMX); without them oneDNN emulates bf16 slowly."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return has_flags("avx512_bf16") or has_flags("amx_bf16")
 
 
 def resolve_precision(precision: str) -> str:
@@ -189,7 +186,7 @@ def checkpoint_path(out_dir: str | os.PathLike, name: str, size: int) -> Path:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_save(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
