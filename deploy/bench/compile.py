@@ -13,6 +13,7 @@ from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
 from deploy.bench.timing import SETTLE_S, interleaved, median_ms, nominal_peak_gflops, sgemm_peak_gflops
+from deploy.catalogue import MODELS
 from deploy.host import usable_cores
 from deploy.tools.report import markdown_table
 
@@ -37,7 +38,7 @@ def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dt
         entry = {"model": name, "onnx": str(onnx_path), "conv_gflop_per_image": flops / 1e9,
                  "compile_s": compile_s, "batches": []}
         for b in batches:
-            size = models.SIZES[name]
+            size = MODELS[name].size
             x = np.random.default_rng(b).standard_normal((b, 3, size, size)).astype(np.float32)
             engines = {"ort_fp32": ort_engine(onnx_path, x, threads)}
             engines.update({f"tvm_{dt}": tvm_engine(prefixes[dt], x, threads) for dt in dtypes})

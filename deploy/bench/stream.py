@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.bench import models, report
+from deploy.catalogue import MODELS
 from deploy.host import usable_cores
 from deploy.tools import bench_stream
 from deploy.tools.report import markdown_table
@@ -22,7 +23,7 @@ def run(work: Path, batches=(8,), runs: int = 20) -> dict:
     from deploy.compiler import compile_build
     onnx_path = models.bench_onnx(MODEL, work)
     prefix = compile_build(models.bench_config(MODEL, onnx_path, work, "fp32"), progress=False)
-    vdsp = models.REPO / "vdsp_params" / "unetzoo-unetpp-vdsp_params.json"
+    vdsp = MODELS[MODEL].vdsp_json
     images = max(128, 8 * runs)
     data = bench_stream.dataset(work / "stream", images)  # one set for both rows
     threads = [None] + ([usable_cores() - 1] if usable_cores() > 1 else [])
