@@ -102,7 +102,10 @@ def llvm_host_cpu() -> str:
 def host_lacks(features: Iterable[str]) -> list[str]:
     """Of the LLVM `features` this host's LLVM knows, those the host does not have (sorted): code
     needing any of them would die on SIGILL here."""
+    features = set(features)
+    if not features:
+        return []
     host = import_tvm().get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
     known = {str(k) for k in host.keys()}
     have = {str(k) for k, v in host.items() if bool(v)}
-    return sorted((set(features) & known) - have)
+    return sorted((features & known) - have)

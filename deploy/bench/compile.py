@@ -13,7 +13,7 @@ from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
 from deploy.bench.timing import SETTLE_S, interleaved, median_ms, nominal_peak_gflops, sgemm_peak_gflops
-from deploy.catalogue import MODELS
+from deploy.catalogue import DEPLOYABLE, MODELS
 from deploy.host import usable_cores
 from deploy.tools.report import markdown_table
 
@@ -21,7 +21,7 @@ TARGETS = {"fp32": 1.1, "fp16": 1.7}
 COMPILE_TARGET_S = {"unetpp": 20.0}
 
 
-def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dtypes=("fp32", "fp16")) -> dict:
+def run(work: Path, names=DEPLOYABLE, batches=(1, 8), runs: int = 20, dtypes=("fp32", "fp16")) -> dict:
     from deploy.compiler import compile_build
     threads = usable_cores()
     result = {"machine": report.machine(), "threads": threads, "runs": runs,

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import onnx
 
-from deploy.catalogue import DEPLOYABLE, MODELS, REPO
+from deploy.catalogue import MODELS, REPO
 from deploy.config import BuildConfig, load_build_config
-
-SEED_MODELS = DEPLOYABLE  # every model with a build YAML and a vdsp JSON (deploy.catalogue)
 
 
 def bench_onnx(name: str, work: Path) -> Path:
