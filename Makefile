@@ -5,13 +5,13 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 MODEL   ?= unetpp
 DTYPE   ?= fp32
-SIZE_unetpp := 96
-SIZE_unetpp_nods := 96
-SIZE_r2u_net := 96
-SIZE_unet := 96
-SIZE_unet3p := 128
-SIZE_unet3p_ds := 128
-ONNX    := workspace/zoo/$(MODEL)-$(SIZE_$(MODEL)).onnx
+# The model's input size from the one model table (deploy/catalogue.py, standard library only);
+# a MODEL without a build YAML and vdsp JSON stops make here, with the list of models.
+SIZE    := $(shell $(PY) -m deploy.catalogue size $(MODEL))
+ifeq ($(SIZE),)
+$(error MODEL=$(MODEL) is not a deployable model; models: $(shell $(PY) -m deploy.catalogue names))
+endif
+ONNX    := workspace/zoo/$(MODEL)-$(SIZE).onnx
 
 .PHONY: install test test-fast demo compile onnx bench accuracy clean
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -12,10 +14,12 @@ from click.testing import CliRunner
 
 from deploy.cli import cli
 from deploy.data.image import ImageReadError, png_palette, read_image_rgb, read_label_map, read_mask
-from deploy.data.readers import (DataWarning, Sample, SkipUnreadable, list_images, pair_masks, read_all,
-                                 select_calibration)
+from deploy.data.readers import DataWarning, Sample, list_images, pair_masks, select_calibration
 from deploy.data.synth import dsb2018_id, synth_dsb2018, synth_portrait
 from deploy.errors import DeployError
+
+
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -273,6 +277,54 @@ def test_pair_no_masks_at_all_is_an_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- robust batch reading
+class SkipUnreadable(Generic[T]):
+    """Iterate `(item, reader(item))`, skipping items whose read raises ImageReadError.
+
+    Each skipped item is kept in `.skipped` as `(item, reason)` (the reason names the file), so a
+    run over 10k images finishes and can say which files it left out:
+
+        reads = SkipUnreadable(samples, lambda s: (read_image_rgb(s.image), read_mask(s.mask)))
+        for sample, (img, gt) in reads: ...
+        if reads.skipped: print(reads.summary())
+    """
+
+    def __init__(self, items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb,
+                 catch: tuple[type[BaseException], ...] = (ImageReadError,)) -> None:
+        self.items = list(items)
+        self.reader = reader
+        self.catch = catch
+        self.skipped: list[tuple[T, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[T, Any]]:
+        self.skipped = []
+        for item in self.items:
+            try:
+                value = self.reader(item)
+            except self.catch as e:
+                self.skipped.append((item, str(e)))
+                continue
+            yield item, value
+
+    def summary(self, limit: int = 5) -> str:
+        """One line per skipped file (at most `limit`), after a count: for logs and the CLI."""
+        lines = [f"skipped {len(self.skipped)} of {len(self.items)} unreadable file(s)"]
+        lines += [f"  {reason}" for _, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def read_all(items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb
+             ) -> tuple[list[tuple[T, Any]], list[tuple[T, str]]]:
+    """Read every item: `(ok [(item, value)], skipped [(item, reason)])`; for small sets (holds all in memory)."""
+    reads = SkipUnreadable(items, reader)
+    ok = list(reads)
+    return ok, reads.skipped
+
+
 def test_skip_unreadable_counts_and_names(tmp_path):
     good = [write_png(tmp_path / f"{i}.png", cv2.cvtColor(rgb_image(i), cv2.COLOR_RGB2BGR)) for i in range(4)]
     empty = tmp_path / "1b_empty.png"

@@ -13,7 +13,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tvm")
-from deploy.runtime._tvm import import_tvm  # noqa: E402
+from deploy.tvm_env import import_tvm  # noqa: E402
 
 tvm = import_tvm()   # a thread pool over every CPU (when this module is the first to run kernels)
 from tvm import relax  # noqa: E402
@@ -21,7 +21,7 @@ from tvm.relax.frontend.onnx import from_onnx  # noqa: E402
 
 import onnx_graphs as G  # noqa: E402
 from deploy.compiler import compile_build, int8  # noqa: E402
-from deploy.compiler.artifact import sha256_calibration  # noqa: E402
+from deploy.io import sha256_files  # noqa: E402
 from deploy.compiler.backend import cpu  # noqa: E402
 from deploy.compiler.backend.cpu.target import has_features  # noqa: E402
 from deploy.config import load_build_config  # noqa: E402
@@ -299,7 +299,7 @@ def test_int8_calibration_cache(unet_int8, images):
     cfg = load_build_config(y)
     meta = meta_of(prefix)
     from deploy.quantize.calibrate import calibration_images
-    assert meta["sources"]["calibration"] == {"files": 8, "sha256": sha256_calibration(calibration_images(cfg))}
+    assert meta["sources"]["calibration"] == {"files": 8, "sha256": sha256_files(calibration_images(cfg))}
     assert meta["quantization"]["from_cache"] is False
     cached = (prefix.parent / "calibration.json").read_text()
     prefix = compile_build(cfg, progress=False)                      # rebuild: reuses calibration.json

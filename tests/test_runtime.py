@@ -151,10 +151,10 @@ def test_num_threads_applies_to_the_calling_thread(unet):
 
 def _after_one_inference(prefix: Path, then: str, unset: str, **env) -> str:
     """stdout of a fresh process that runs one 2-thread inference and then the code `then`, with the
-    TVM variable `unset` removed from its environment (so deploy.runtime._tvm's default applies)
+    TVM variable `unset` removed from its environment (so deploy.tvm_env's default applies)
     and `env` added."""
-    from deploy.runtime._tvm import usable_cpus
-    if usable_cpus() < 2:
+    from deploy.host import usable_cores
+    if usable_cores() < 2:
         pytest.skip("one CPU: the pool has no worker threads")
     code = ("import sys, os, time, numpy as np\n"
             "import deploy.runtime as r\n"
@@ -167,15 +167,15 @@ def _after_one_inference(prefix: Path, then: str, unset: str, **env) -> str:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from /proc")
 def test_model_threads_are_not_pinned_unless_asked(unet):
     """A pinned TVM worker preempted by the stream's decoding cannot move to a free core (see
-    deploy.runtime._tvm); TVM_BIND_THREADS=1 still pins, which shows the check can see pinning."""
-    from deploy.runtime._tvm import usable_cpus
+    deploy.tvm_env); TVM_BIND_THREADS=1 still pins, which shows the check can see pinning."""
+    from deploy.host import usable_cores
     then = "print(sorted({len(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')}))"
-    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS") == f"[{usable_cpus()}]"
-    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS", TVM_BIND_THREADS="1") != f"[{usable_cpus()}]"
+    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS") == f"[{usable_cores()}]"
+    assert _after_one_inference(unet[0], then, "TVM_BIND_THREADS", TVM_BIND_THREADS="1") != f"[{usable_cores()}]"
 
 
 def test_idle_model_threads_do_not_burn_cpu(unet):
-    """After an inference the pool's workers spin briefly, then sleep (deploy.runtime._tvm): a
+    """After an inference the pool's workers spin briefly, then sleep (deploy.tvm_env): a
     process that waits between batches keeps its CPU for the decoding; TVM's own default spin
     count is the control that shows the check can see the burn."""
     then = "t = os.times(); time.sleep(0.5); u = os.times()\nprint(u.user + u.system - t.user - t.system)"

@@ -215,11 +215,12 @@ def test_bad_data_dir(tmp_path):
 
 
 def test_preprocess_matches_vendor_recipes():
+    from deploy.preprocess import Preprocessor
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[..., 0] = 255  # pure red
-    bgr = T.preprocess(rgb, "unetpp", 4)
+    bgr = Preprocessor.for_model("unetpp", 4)(rgb)
     np.testing.assert_allclose(bgr[:, 0, 0], [-1.0, -1.0, 1.0])  # BGR, (x/255-0.5)/0.5
-    rgb01 = T.preprocess(rgb, "unet3p", 4)
+    rgb01 = Preprocessor.for_model("unet3p", 4)(rgb)
     np.testing.assert_allclose(rgb01[:, 0, 0], [1.0, 0.0, 0.0])  # RGB, x/255
 
 

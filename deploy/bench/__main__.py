@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from deploy.bench import models, report
+from deploy.bench import report
+from deploy.catalogue import DEPLOYABLE
 
 PARTS = ("compile", "int8", "stream")
 
 
 @click.command()
 @click.option("--only", "parts", multiple=True, type=click.Choice(PARTS), help="Run only these parts (repeatable).")
-@click.option("--models", "names", default=",".join(models.SEED_MODELS), show_default=True,
+@click.option("--models", "names", default=",".join(DEPLOYABLE), show_default=True,
               help="Comma-separated seed models for the compiler part.")
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(3), help="Timed runs per engine (median).")
 @click.option("--batches", default="1,8", show_default=True)

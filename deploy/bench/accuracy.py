@@ -19,15 +19,16 @@ import click
 import numpy as np
 import onnx
 
-from deploy.bench import models, report
+from deploy.bench import report
 from deploy.bench.flops import conv_flops
+from deploy.catalogue import DEPLOYABLE, MODELS
 from deploy.config import load_build_config
 from deploy.errors import UnsupportedError
+from deploy.tools.report import markdown_table
 
 DTYPES = ("fp32", "fp16", "int8")
 VENDOR = {"unetpp": (84.164, 83.179, 83.052), "r2u_net": (77.443, 77.421, 77.417),
           "unet3p": (80.284, 79.324, 79.357), "unet3p_ds": (71.411, 71.103, 70.823)}
-TABLE_MODELS = ("unetpp", "r2u_net", "unet3p", "unet3p_ds", "unet")
 TARGET_DROP = {"fp16": 0.05, "int8": 0.3}
 # Training for the table: longer than the embedded-default budgets (deploy.zoo.prepare.PREPARE,
 # ~10 min each), sized so the whole table trains in about 1.5 h on 2 Zen 4 cores with bf16 autocast
@@ -47,20 +48,19 @@ def _synth(kind: str, root: Path, n: int, seed: int) -> Path:
 
 
 def train(name: str, work: Path, width: float, steps: int | None, train_images: int) -> tuple[Path, Path, dict]:
-    kind = "portrait" if name in models.PORTRAIT else "dsb2018"
-    data = _synth(kind, work / "data", train_images, seed=0)
+    data = _synth(MODELS[name].dataset, work / "data", train_images, seed=0)
     cmd = [sys.executable, "-m", "deploy", "zoo", "prepare", name, "--out-dir", str(work / "zoo"),
            "--data-dir", str(work / "data"), "--width", str(width)]
     budget = {**TABLE.get(name, {}), **({} if steps is None else {"steps": steps})}
     subprocess.run(cmd + [a for k, v in budget.items() for a in (f"--{k}", str(v))], check=True)
-    onnx_path = work / "zoo" / f"{name}-{models.SIZES[name]}.onnx"
+    onnx_path = work / "zoo" / MODELS[name].onnx_name
     return onnx_path, data, json.loads(onnx_path.with_suffix(".json").read_text())
 
 
 def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path) -> dict:
     from deploy.compiler import compile_build
     from deploy.tools.run import run
-    base = load_build_config(models.REPO / "build_in" / "build" / f"official_{name}.yaml")
+    base = load_build_config(MODELS[name].build_yaml)
     base = replace(base, frontend=replace(base.frontend, checkpoint=onnx_path), workspace=work / "deploy_weights",
                    dataset=replace(base.dataset, path=calib / "images"))
     out = {}
@@ -72,7 +72,7 @@ def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path
             out[dt] = {"unsupported": str(e)}
             continue
         compile_s = time.perf_counter() - t
-        s = run(held_out / "images", prefix, models.REPO / "vdsp_params" / models.VDSP[name], work / "runs" / dt,
+        s = run(held_out / "images", prefix, MODELS[name].vdsp_json, work / "runs" / dt,
                 held_out / "masks", batch=8, progress=False)
         out[dt] = {"miou": 100 * s["mean_iou"], "mdice": 100 * s["mean_dice"], "compile_s": compile_s}
     return out
@@ -112,10 +112,9 @@ def markdown(result: dict) -> str:
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
             "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model not above "
             "it has not learned its task (too few training steps): its drops mean nothing and its targets are n/a. "
-            f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}, "
-            f"{result['machine']['cores']} cores), including whatever else it ran meanwhile; `(bf16)`: bf16 "
-            "autocast forward, fp32 weights.\n\n"
-            + report.table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
+            f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}), including "
+            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
+            + markdown_table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
                            body) + _unsupported(result["rows"]))
@@ -141,7 +140,7 @@ def _steps(cfg: dict) -> str:
 
 
 @click.command()
-@click.option("--models", "names", default=",".join(TABLE_MODELS), show_default=True)
+@click.option("--models", "names", default=",".join(DEPLOYABLE), show_default=True)
 @click.option("--width", default=1.0, show_default=True, type=float)
 @click.option("--steps", default=None, type=int,
               help="Training steps for every model (default: TABLE per model).")
@@ -153,10 +152,10 @@ def main(names, width, steps, train_images, eval_images, work, out) -> None:
     work = work / f"w{width:g}"
     rows = []
     for name in names.split(","):
-        kind = "portrait" if name in models.PORTRAIT else "dsb2018"
+        kind = MODELS[name].dataset
         onnx_path, calib, info = train(name, work, width, steps, train_images)
         held_out = _synth(kind, work / "held_out", eval_images, seed=1)
-        size = models.SIZES[name]
+        size = MODELS[name].size
         rows.append({"model": name, "data": f"synthetic {kind}, 3×{size}×{size}", "acc": evaluate(
             name, onnx_path, calib, held_out, work / name), "gflops": conv_flops(onnx.load(str(onnx_path))) / 1e9,
             "all_foreground": baseline(held_out, size), "params": params(name, width),

@@ -12,16 +12,18 @@ from tqdm import tqdm
 from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
-from deploy.bench.timing import (SETTLE_S, cores, interleaved, median_ms, nominal_peak_gflops,
-                                 sgemm_peak_gflops)
+from deploy.bench.timing import SETTLE_S, interleaved, median_ms, nominal_peak_gflops, sgemm_peak_gflops
+from deploy.catalogue import DEPLOYABLE, MODELS
+from deploy.host import usable_cores
+from deploy.tools.report import markdown_table
 
 TARGETS = {"fp32": 1.1, "fp16": 1.7}
 COMPILE_TARGET_S = {"unetpp": 20.0}
 
 
-def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dtypes=("fp32", "fp16")) -> dict:
+def run(work: Path, names=DEPLOYABLE, batches=(1, 8), runs: int = 20, dtypes=("fp32", "fp16")) -> dict:
     from deploy.compiler import compile_build
-    threads = cores()
+    threads = usable_cores()
     result = {"machine": report.machine(), "threads": threads, "runs": runs,
               "sgemm_peak_gflops": sgemm_peak_gflops(),
               "nominal_peak_gflops": nominal_peak_gflops(), "targets": TARGETS, "models": []}
@@ -36,7 +38,7 @@ def run(work: Path, names=models.SEED_MODELS, batches=(1, 8), runs: int = 20, dt
         entry = {"model": name, "onnx": str(onnx_path), "conv_gflop_per_image": flops / 1e9,
                  "compile_s": compile_s, "batches": []}
         for b in batches:
-            size = models.SIZES[name]
+            size = MODELS[name].size
             x = np.random.default_rng(b).standard_normal((b, 3, size, size)).astype(np.float32)
             engines = {"ort_fp32": ort_engine(onnx_path, x, threads)}
             engines.update({f"tvm_{dt}": tvm_engine(prefixes[dt], x, threads) for dt in dtypes})
@@ -75,6 +77,6 @@ def markdown(result: dict) -> str:
             f"targets: fp32 ≥ {TARGETS['fp32']}×, fp16 ≥ {TARGETS['fp16']}×. Effective GFLOP/s = direct-conv FLOPs / "
             f"time (Winograd layers do fewer real FLOPs, so this can exceed the peak). Nominal fp32 peak "
             f"(cores × clock × 32 FLOP/cycle): {peak:.0f} GFLOP/s; numpy sgemm measured "
-            f"{result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + report.table(header, rows)
-            + "\n## Compile time (s)\n\n" + report.table(["model"] + list(result["models"][0]["compile_s"]), comp)
+            f"{result['sgemm_peak_gflops']:.0f} GFLOP/s.\n\n" + markdown_table(header, rows)
+            + "\n## Compile time (s)\n\n" + markdown_table(["model"] + list(result["models"][0]["compile_s"]), comp)
             + f"\nTarget: UNet++ ≤ {COMPILE_TARGET_S['unetpp']:.0f} s.\n")

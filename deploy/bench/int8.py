@@ -15,7 +15,9 @@ import numpy as np
 from deploy.bench import models, report
 from deploy.bench.engines import mask_agreement, max_abs, ort_engine, tvm_engine
 from deploy.bench.flops import conv_flops
-from deploy.bench.timing import SETTLE_S, cores, interleaved, median_ms
+from deploy.bench.timing import SETTLE_S, interleaved, median_ms
+from deploy.host import usable_cores
+from deploy.tools.report import markdown_table
 
 MODEL = "unetpp"
 TARGETS = {"vs_ort_int8": 1.2, "vs_ort_fp32": 3.0}
@@ -58,7 +60,8 @@ def run(work: Path, batches=(1, 8), runs: int = 20, model: str = MODEL) -> dict:
     (work / "onnx").mkdir(parents=True, exist_ok=True)
     paths = {"ort_fp32": onnx_path, "tvm_int8": prefix, "qdq": prefix.parent / "mod.qdq.onnx",
              "ort_int8": ort_quantize_static(proto, p, work / "onnx" / f"{onnx_path.stem}-ort-int8.onnx")}
-    result = {"machine": report.machine(), "threads": cores(), "runs": runs, "model": model, "onnx": str(onnx_path),
+    result = {"machine": report.machine(), "threads": usable_cores(), "runs": runs, "model": model,
+              "onnx": str(onnx_path),
               "conv_gop_per_image": conv_flops(proto) / 1e9, "targets": TARGETS,
               "calibration_images": p.num_images, "calibrate_mode": p.calibrate_mode,
               "quantized_convs": len(p.convs), "float_convs": len(p.skipped),
@@ -72,7 +75,7 @@ def _measure(paths: dict, x: np.ndarray, runs: int, gop: float) -> dict:
     """One batch: output agreement, then interleaved median times (engines take turns, so load
     changes hit all alike) twice: with onnxruntime's default thread spinning and with it off (its
     own speed either way; timing.interleaved keeps one engine's spin off the next one's time)."""
-    threads = cores()
+    threads = usable_cores()
     timings = {}
     for mode, spin in (("ORT spinning", True), ("ORT spinning off", False)):
         engines = {"ort_fp32": ort_engine(paths["ort_fp32"], x, threads, spin),
@@ -116,10 +119,10 @@ def markdown(result: dict) -> str:
             f"≥ {TARGETS['vs_ort_fp32']}× ORT fp32, ≥ {TARGETS['vs_ort_int8']}× ORT int8. Engines take turns "
             f"(interleaved, each timed call after a {1e3 * SETTLE_S:.0f} ms pause so no engine's spinning threads "
             f"slow down the next), once with onnxruntime's default thread spinning and once with it off.\n\n"
-            + report.table(["batch", "onnxruntime threads", "ORT fp32 ms", "ORT int8 ms", "TVM int8 ms",
+            + markdown_table(["batch", "onnxruntime threads", "ORT fp32 ms", "ORT int8 ms", "TVM int8 ms",
                             "TVM int8 vs ORT fp32", "TVM int8 vs ORT int8", "TVM int8 GOP/s"], speed)
             + "\n## Agreement (probability maps, masks at 0.5)\n\n"
-            + report.table(["batch", "TVM masks = QDQ", "TVM max abs vs QDQ", "TVM masks = ORT fp32",
+            + markdown_table(["batch", "TVM masks = QDQ", "TVM max abs vs QDQ", "TVM masks = ORT fp32",
                             "ORT int8 masks = ORT fp32", "ORT int8 max abs vs QDQ"], acc)
             + f"\n{result['quantized_convs']} convs in int8, {result['float_convs']} in fp32; "
             f"{result['calibrate_mode']} calibration on {result['calibration_images']} images.\n\n"

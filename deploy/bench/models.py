@@ -9,24 +9,18 @@ from pathlib import Path
 
 import onnx
 
+from deploy.catalogue import MODELS, REPO
 from deploy.config import BuildConfig, load_build_config
-
-REPO = Path(__file__).resolve().parents[2]
-SEED_MODELS = ("unetpp", "r2u_net", "unet3p", "unet3p_ds", "unet")
-SIZES = {"unetpp": 96, "r2u_net": 96, "unet": 96, "unet3p": 128, "unet3p_ds": 128}
-VDSP = {"unetpp": "unetzoo-unetpp-vdsp_params.json", "r2u_net": "unetzoo-r2u_net-vdsp_params.json",
-        "unet": "unetzoo-unet-vdsp_params.json", "unet3p": "unet3p-vdsp_params.json",
-        "unet3p_ds": "unet3p_ds-vdsp_params.json"}
-PORTRAIT = ("unet3p", "unet3p_ds")
 
 
 def bench_onnx(name: str, work: Path) -> Path:
     """Trained zoo ONNX if present, else export random weights once. The export runs in a child
     process so torch never loads into the process that times TVM and onnxruntime."""
-    trained = REPO / "workspace" / "zoo" / f"{name}-{SIZES[name]}.onnx"
+    m = MODELS[name]
+    trained = REPO / "workspace" / "zoo" / m.onnx_name
     if trained.is_file():
         return trained
-    out = work / "onnx" / f"{name}-{SIZES[name]}-random.onnx"
+    out = work / "onnx" / f"{name}-{m.size}-random.onnx"
     if not out.is_file():
         subprocess.run([sys.executable, "-m", "deploy", "zoo", "export", name, "--out", str(out)], check=True)
     return out
@@ -34,7 +28,7 @@ def bench_onnx(name: str, work: Path) -> Path:
 
 def bench_config(name: str, onnx_path: Path, work: Path, dtype: str) -> BuildConfig:
     """The model's build YAML from build_in/build, pointed at `onnx_path` and the bench workspace."""
-    cfg = load_build_config(REPO / "build_in" / "build" / f"official_{name}.yaml")
+    cfg = load_build_config(MODELS[name].build_yaml)
     cfg = replace(cfg, frontend=replace(cfg.frontend, checkpoint=onnx_path), workspace=work / "deploy_weights")
     return cfg.with_dtype(dtype)
 

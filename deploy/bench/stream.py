@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.bench import models, report
-from deploy.bench.timing import cores
+from deploy.catalogue import MODELS
+from deploy.host import usable_cores
 from deploy.tools import bench_stream
+from deploy.tools.report import markdown_table
 
 MODEL = "unetpp"
 REPEATS = 5  # paired runs per row; single runs on the 2-core machine spread over ±4-8 %
@@ -21,10 +23,10 @@ def run(work: Path, batches=(8,), runs: int = 20) -> dict:
     from deploy.compiler import compile_build
     onnx_path = models.bench_onnx(MODEL, work)
     prefix = compile_build(models.bench_config(MODEL, onnx_path, work, "fp32"), progress=False)
-    vdsp = models.REPO / "vdsp_params" / "unetzoo-unetpp-vdsp_params.json"
+    vdsp = MODELS[MODEL].vdsp_json
     images = max(128, 8 * runs)
     data = bench_stream.dataset(work / "stream", images)  # one set for both rows
-    threads = [None] + ([cores() - 1] if cores() > 1 else [])
+    threads = [None] + ([usable_cores() - 1] if usable_cores() > 1 else [])
     rows = [bench_stream.run(work / "stream" / f"threads_{n or 'all'}", prefix, vdsp, *data, batch=max(batches),
                              images=images, repeats=REPEATS, num_threads=n) for n in threads]
     return {"machine": report.machine(), "rows": rows}
@@ -38,5 +40,5 @@ def markdown(result: dict) -> str:
     return ("# Runstream benchmark\n\nEnd-to-end `deploy run` (decode, vdsp preprocessing, inference, post, writing) "
             f"vs model-only `deploy perf` throughput, {m['cpu']}, {m['cores']} cores. Ratio: median of the paired "
             "runs listed.\n\n"
-            + report.table(["model", "model threads", "batch", "images", "model-only img/s", "runstream img/s",
+            + markdown_table(["model", "model threads", "batch", "images", "model-only img/s", "runstream img/s",
                             "ratio", "runs", f"≥ {100 * result['rows'][0]['bar']:.0f}%"], rows))

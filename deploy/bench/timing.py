@@ -2,12 +2,14 @@
 all of them alike and the ratios stay meaningful on a shared, noisy machine."""
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from typing import Callable
 
 import numpy as np
+
+from deploy.errors import DeployError
+from deploy.host import cpu, usable_cores
 
 
 SETTLE_S = 0.05
@@ -45,17 +47,13 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 def nominal_peak_gflops(flop_per_cycle: int = 32) -> float:
     """cores × clock × fp32 FLOP/cycle; 32 = one 512-bit FMA per cycle (Zen 4 runs AVX-512 on two
     256-bit pipes; Intel server cores with two 512-bit FMA units reach 64)."""
-    from pathlib import Path
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    mhz = next(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
-    return cores() * mhz * 1e-3 * flop_per_cycle
+    mhz = cpu().mhz
+    if mhz is None:
+        raise DeployError("/proc/cpuinfo gives no clock (cpu MHz) for the nominal peak")
+    return usable_cores() * mhz * 1e-3 * flop_per_cycle
 
 
 def sgemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:

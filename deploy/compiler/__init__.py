@@ -1,8 +1,9 @@
 """Compiler: build YAML + ONNX → compiled model suite (`<workspace>/<name>/mod.so|json`, compile.log).
 
 Public API: `compile_build(cfg, *, dtype=None, target=None, recalibrate=False) -> Path` (the prefix).
-Submodules: onnx_import (load/check/import), ops_scan (supported operators), target (TVM targets),
-artifact (layout, hashing, atomic write), backend/ (target-specific optimisation), cli.
+Submodules: onnx_import (load/check/import), ops_scan (supported operators), target (TVM targets,
+this host as one), artifact (suite layout, preprocessing spec, staged folder swap), quantized
+(int8 inputs), int8 (QDQ → integer convs), backend/ (target-specific optimisation), cli.
 Importing this package is cheap; TVM is imported when a compile starts.
 """
 from __future__ import annotations

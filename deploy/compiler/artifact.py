@@ -38,7 +38,6 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import re
@@ -49,29 +48,7 @@ from typing import Any, Iterable, Iterator
 
 from deploy.config import ops as ops_mod
 from deploy.errors import DeployError
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_calibration(files: Iterable[str | Path]) -> str | None:
-    """One digest for a calibration list: over `<file name>\\t<sha256 of its bytes>` lines, in list
-    order (so renaming the folder does not change it, but any file or the selection does).
-    None for an empty list."""
-    files = list(files)
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{Path(f).name}\t{sha256_file(f)}\n".encode())
-    return h.hexdigest()
+from deploy.io import sha256_file  # noqa: F401  (the sources' digests; compile.py calls artifact.sha256_file)
 
 
 # ---- preprocessing spec ---------------------------------------------------------------------

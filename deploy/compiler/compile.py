@@ -27,7 +27,7 @@ from deploy.compiler import artifact, fp16_range, onnx_import, ops_scan, prepare
 from deploy.compiler import target as targets
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
-from deploy.runtime._tvm import import_tvm
+from deploy.tvm_env import import_tvm
 from deploy.runtime.model import SCHEMA_VERSION
 
 STAGES = ("load", "prepare", "check", "target", "calibrate", "import", "optimize", "build", "export", "verify", "write")

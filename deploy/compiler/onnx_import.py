@@ -155,7 +155,7 @@ def import_model(model: onnx.ModelProto, cfg: BuildConfig, chw: dict[str, tuple[
                  log=lambda msg: None) -> tuple["tvm.IRModule", dict]:
     """Import to Relax. Returns (module, entry) where entry is {"symbolic": bool, "sizes": [...] | None,
     "functions": {"*": "main"} or {"<n>": "main_b<n>"}}; functions keep the graph's input order."""
-    from deploy.runtime._tvm import import_tvm
+    from deploy.tvm_env import import_tvm
     tvm = import_tvm()
     sizes = sorted(set(cfg.backend.batch_sizes)) if cfg.backend.batch_sizes else None
     n_var = tvm.tirx.Var(BATCH_VAR, "int64")

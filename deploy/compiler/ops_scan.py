@@ -44,7 +44,7 @@ EXCLUDED: dict[str, str] = {
 @lru_cache(maxsize=1)
 def frontend_ops() -> frozenset[str]:
     """Op types the installed TVM's Relax ONNX frontend converts (its converter table)."""
-    from deploy.runtime._tvm import import_tvm
+    from deploy.tvm_env import import_tvm
     import_tvm()
     from tvm.relax.frontend.onnx import onnx_frontend
     return frozenset(onnx_frontend._get_convert_map()) | frozenset(DIRECTLY_HANDLED)

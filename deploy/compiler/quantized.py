@@ -1,8 +1,11 @@
 """The int8 build's inputs and by-products: calibration plan, QDQ model, files beside the module.
 
-`prepare(cfg, model, target, ...)` runs deploy.quantize.plan (or reuses the suite's
-calibration.json), makes the QDQ model (deploy.quantize.qdq.to_qdq) that the compiler imports and
-deploy.compiler.int8 turns into integer convs. `Quantized.write(folder)` puts into the suite:
+`check_target(cfg, target)` refuses, before any calibration, a target without AVX-512 VNNI or a
+skip_dtype other than fp32. `prepare(cfg, model, recalibrate, progress)` runs deploy.quantize.plan
+(or reuses the suite's calibration.json) and makes the QDQ model (deploy.quantize.qdq.to_qdq) that
+the compiler imports and deploy.compiler.int8 turns into integer convs. `Quantized.record()` is
+mod.json's `sources.calibration`: the image count and the plan's digest of the calibration set
+(deploy.io.sha256_files, the same one calibration.json is keyed by). `Quantized.write(folder)` puts into the suite:
     mod.qdq.onnx       the QDQ model with the chosen scales (inspectable; onnxruntime runs it as
                        the reference of what the int8 module computes)
     calibration.json   the calibration cache: a rebuild with the same model, images and settings
@@ -19,7 +22,6 @@ from pathlib import Path
 
 import onnx
 
-from deploy.compiler import artifact
 from deploy.config.build import BuildConfig
 from deploy.errors import UnsupportedError
 from deploy.quantize import QuantPlan, plan
@@ -38,7 +40,7 @@ class Quantized:
 
     def record(self) -> dict:
         """mod.json `sources.calibration`: the calibration list's size and digest."""
-        return {"files": self.plan.num_images, "sha256": artifact.sha256_calibration(self.plan.images)}
+        return {"files": self.plan.num_images, "sha256": self.plan.images_sha256}
 
     def summary(self, prefix_name: str) -> dict:
         """mod.json `quantization`: the plan (modes, quantized/skipped convs, activation scales)."""

@@ -19,7 +19,8 @@ import re
 from typing import Any
 
 from deploy.errors import ConfigError, UnsupportedError
-from deploy.runtime._tvm import import_tvm, usable_cpus
+from deploy.host import usable_cores
+from deploy.tvm_env import host_lacks, import_tvm, llvm_host_cpu
 
 KINDS = ("llvm", "cuda")
 EXAMPLE_CPUS = ("x86-64-v3", "x86-64-v4", "haswell", "skylake-avx512", "cascadelake", "icelake-server",
@@ -51,10 +52,10 @@ def parse_target_spec(spec: str | dict | None, source: str = "--target") -> dict
 
 
 def host_cpu() -> str:
-    """LLVM's name for this CPU (validated)."""
-    tvm = import_tvm()
+    """LLVM's name for this CPU, validated: one LLVM does not know would compile for a generic CPU."""
+    import_tvm()
     from tvm.target import codegen
-    name = str(tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")())
+    name = llvm_host_cpu()
     if name in ("", "generic", "native") or not codegen.llvm_is_valid_cpu(name, codegen.llvm_get_system_triple()):
         raise UnsupportedError(f"LLVM does not know this host CPU ({name!r}); pass an explicit target "
                                f"(--target '{{\"kind\": \"llvm\", \"mcpu\": \"x86-64-v3\"}}')")
@@ -62,15 +63,9 @@ def host_cpu() -> str:
 
 
 def host_target(num_cores: int | None = None):
-    """This host as a TVM target; the CPU backend's detection when it is installed."""
-    try:
-        from deploy.compiler.backend.cpu import host_target as backend_host_target
-    except ImportError:
-        backend_host_target = None
-    if backend_host_target is not None:
-        return backend_host_target(num_cores)
+    """`llvm` target for this host: detected mcpu, `num-cores` = num_cores or the usable cores."""
     tvm = import_tvm()
-    return tvm.target.Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": int(num_cores or usable_cpus())})
+    return tvm.target.Target({"kind": "llvm", "mcpu": host_cpu(), "num-cores": int(num_cores or usable_cores())})
 
 
 def _check_mcpu(spec: dict, source: str) -> None:
@@ -111,7 +106,7 @@ def resolve_target(spec: str | dict | None, source: str = "--target", log=lambda
             log(f"target: mcpu not given (or 'native'): using this host's {spec['mcpu']}")
         _check_mcpu(spec, source)
         if "num-cores" not in spec and not spec.get("mtriple"):
-            spec["num-cores"] = usable_cpus()
+            spec["num-cores"] = usable_cores()
     else:
         arch = spec.get("arch")
         if arch is None:
@@ -151,8 +146,4 @@ def runs_here(target) -> bool:
     """True when code for `target` can run on this machine (CPU with every needed feature)."""
     if target.kind.name != "llvm" or target.attrs.get("mtriple"):
         return False
-    tvm = import_tvm()
-    host = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
-    known = {str(k) for k in host.keys()}
-    have = {str(k) for k, v in host.items() if bool(v)}
-    return not ((set(required_features(target)) & known) - have)
+    return not host_lacks(required_features(target))

@@ -1,4 +1,4 @@
-"""Folder layouts of the vendor's datasets, calibration sampling and fault-tolerant batch reading.
+"""Folder layouts of the vendor's datasets and calibration sampling.
 
 Layouts `pair_masks` recognises (one rule per folder pair, chosen by how many images it pairs):
 - same name          DSB2018      `images/<id>.png`  ↔ `masks/<id>.png`
@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from deploy.data.image import IMAGE_EXTS, ImageReadError, read_image_rgb
+from deploy.data.image import IMAGE_EXTS
 from deploy.errors import DeployError
-
-T = TypeVar("T")
 
 
 class DataWarning(UserWarning):
@@ -140,51 +136,3 @@ def select_calibration(folder: str | os.PathLike, suffix: str | None, num: int, 
         return files
     idx = np.random.default_rng(seed).choice(len(files), size=num, replace=False)
     return sorted(files[i] for i in idx)
-
-
-class SkipUnreadable(Generic[T]):
-    """Iterate `(item, reader(item))`, skipping items whose read raises ImageReadError.
-
-    Each skipped item is kept in `.skipped` as `(item, reason)` (the reason names the file), so a
-    run over 10k images finishes and can say which files it left out:
-
-        reads = SkipUnreadable(samples, lambda s: (read_image_rgb(s.image), read_mask(s.mask)))
-        for sample, (img, gt) in reads: ...
-        if reads.skipped: print(reads.summary())
-    """
-
-    def __init__(self, items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb,
-                 catch: tuple[type[BaseException], ...] = (ImageReadError,)) -> None:
-        self.items = list(items)
-        self.reader = reader
-        self.catch = catch
-        self.skipped: list[tuple[T, str]] = []
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __iter__(self) -> Iterator[tuple[T, Any]]:
-        self.skipped = []
-        for item in self.items:
-            try:
-                value = self.reader(item)
-            except self.catch as e:
-                self.skipped.append((item, str(e)))
-                continue
-            yield item, value
-
-    def summary(self, limit: int = 5) -> str:
-        """One line per skipped file (at most `limit`), after a count: for logs and the CLI."""
-        lines = [f"skipped {len(self.skipped)} of {len(self.items)} unreadable file(s)"]
-        lines += [f"  {reason}" for _, reason in self.skipped[:limit]]
-        if len(self.skipped) > limit:
-            lines.append(f"  ... and {len(self.skipped) - limit} more")
-        return "\n".join(lines)
-
-
-def read_all(items: Iterable[T], reader: Callable[[T], Any] = read_image_rgb
-             ) -> tuple[list[tuple[T, Any]], list[tuple[T, str]]]:
-    """Read every item: `(ok [(item, value)], skipped [(item, reason)])`; for small sets (holds all in memory)."""
-    reads = SkipUnreadable(items, reader)
-    ok = list(reads)
-    return ok, reads.skipped

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.io import atomic_write_bytes
 
 DSB_DIR = "dsb2018_256_val"
 PORTRAIT_DIR = "testing"
@@ -38,12 +39,7 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
     if not ok:
         raise DeployError(f"PNG encoding failed for {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from deploy import catalogue
 from deploy.config.ops import CvtColor, Crop, DecodeImage, Normalize, Op, Pad, Resize, ToTensor
 from deploy.config.vdsp import OP_CROP, VdspConfig
 from deploy.errors import ConfigError, DeployError
@@ -89,6 +90,15 @@ class Preprocessor:
             ops.append(CvtColor(cfg.color_cvt))
         ops += [Normalize(cfg.norma_type, cfg.mean, cfg.std), ToTensor()]
         return cls(ops, input_order="BGR" if cfg.image_format == "BGR888" else "RGB")
+
+    @classmethod
+    def for_model(cls, name: str, size: int | None = None) -> "Preprocessor":
+        """A seed model's own preprocessing (its deploy.catalogue recipe) at `size` (default: its input
+        size): what the zoo trains it with, and what its build YAML and vdsp JSON must reproduce."""
+        m = catalogue.get(name)
+        size = m.size if size is None else size
+        swap = [CvtColor("COLOR_RGB2BGR")] if m.channels == "BGR" else []
+        return cls([Resize((size, size), "BILINEAR_CV"), *swap, Normalize(*m.normalize), ToTensor()])
 
     @property
     def out_size(self) -> tuple[int, int] | None:

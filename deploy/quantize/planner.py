@@ -27,6 +27,7 @@ import onnx
 
 from deploy.config.build import BuildConfig, Quantize
 from deploy.errors import ConfigError
+from deploy.io import sha256_files
 from deploy.quantize import cache
 from deploy.quantize.calibrate import TensorRange, calibrate, calibration_images, calibration_tensors, settings_key
 from deploy.quantize.graph import ConvNode, constants, conv_nodes
@@ -164,7 +165,7 @@ def plan(cfg: BuildConfig, model: onnx.ModelProto, cache_dir: Path, recalibrate:
     images = calibration_images(cfg)
     entries = cache.image_entries(images, cfg.dataset.path)
     key = {"format": cache.FORMAT, "model_sha256": cache.model_sha256(model),
-           "images_sha256": cache.images_sha256(entries), "settings": settings_key(cfg)}
+           "images_sha256": sha256_files(images), "settings": settings_key(cfg)}
     tensors = calibration_tensors(model)
     ranges = None if recalibrate else cache.load(cache_dir, key, tensors)
     from_cache = ranges is not None

@@ -29,6 +29,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from deploy.errors import DeployError, UnsupportedError
+from deploy.io import atomic_save
 from deploy.quantize.graph import constants, node_name
 from deploy.quantize.planner import QuantPlan
 from deploy.quantize.weights import quantize_weight
@@ -137,15 +138,7 @@ def write_qdq(model: onnx.ModelProto, plan: QuantPlan, out_path: str | Path) -> 
     """`to_qdq` saved to `out_path` (atomically) after onnx.checker."""
     m = to_qdq(model, plan)
     onnx.checker.check_model(m)
-    return _save(m, Path(out_path))
-
-
-def _save(m: onnx.ModelProto, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(m, str(tmp))
-    tmp.replace(out)
-    return out
+    return atomic_save(out_path, lambda tmp: onnx.save(m, str(tmp)))
 
 
 def ort_ranges(plan: QuantPlan) -> dict[str, tuple[float, float]]:

@@ -27,7 +27,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from deploy.errors import DeployError, UnsupportedError
-from deploy.runtime._tvm import import_tvm, resolve_threads, set_num_threads, threads_in_force
+from deploy.tvm_env import host_lacks, import_tvm, llvm_host_cpu, resolve_threads, set_num_threads, threads_in_force
 
 SCHEMA_VERSION = 1          # of <prefix>.json; bumped on incompatible changes
 _STAGED_SHAPES = 4          # input shapes whose device tensors are kept for reuse
@@ -139,7 +139,7 @@ class Model:
 
     def _open_device(self, tvm, device_id: int):
         if self.device_kind == "cpu":
-            self._check_cpu_features(tvm)
+            self._check_cpu_features()
             return tvm.cpu(0)
         if self.device_kind == "cuda":
             dev = tvm.cuda(device_id)
@@ -150,17 +150,11 @@ class Model:
             return dev
         raise UnsupportedError(f"{self.prefix}: device {self.device_kind!r} is not supported by this runtime")
 
-    def _check_cpu_features(self, tvm) -> None:
+    def _check_cpu_features(self) -> None:
         """Refuse a library built for ISA extensions this CPU lacks (it would die on SIGILL)."""
-        needed = set(self.meta.get("target_features") or ())
-        if not needed:
-            return
-        host = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
-        known = {str(k) for k in host.keys()}
-        have = {str(k) for k, v in host.items() if bool(v)}
-        lacking = sorted((needed & known) - have)
+        lacking = host_lacks(self.meta.get("target_features") or ())
         if lacking:
-            cpu = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()
+            cpu = llvm_host_cpu()
             raise ArtifactError(f"{self.prefix}: built for {self.meta.get('target')}, which needs CPU features "
                                 f"this CPU ({cpu}) lacks: {', '.join(lacking)}; recompile for this host")
 

@@ -4,7 +4,6 @@ inference, post-processing, writing every output) against the model-only through
 with inference when the ratio is close to 1 (the bar: >= 0.9)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
     and after each one; each stream is compared with the mean of the two around it, and the median
     of the `repeats` ratios is reported, so a burst of load from elsewhere moves the result less.
     `num_threads` limits the model's threads in both measurements (default: every core)."""
-    from deploy.tools import files
+    from deploy.io import atomic_write_json
     from deploy.tools.common import load_model
     from deploy.tools.perf import PerfConfig, benchmark
     from deploy.tools.run import run as run_stream
@@ -55,5 +54,5 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
               "stream_ips_runs": [s["throughput_ips"] for s in streams], "ratios": ratios,
               "ratio": ratios[pick], "bar": BAR, "ok": ratios[pick] >= BAR, "mean_iou": mid["mean_iou"],
               "model": str(prefix)}
-    files.write_text(report_dir / "stream_bench.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(report_dir / "stream_bench.json", result)
     return result

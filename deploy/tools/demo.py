@@ -16,11 +16,10 @@ from pathlib import Path
 
 import click
 
-from deploy.bench.models import PORTRAIT, VDSP
-from deploy.bench.report import table
+from deploy.catalogue import DEPLOYABLE, MODELS, REPO
 from deploy.config import load_build_config
-
-REPO = Path(__file__).resolve().parents[2]
+from deploy.io import atomic_write_json, atomic_write_text
+from deploy.tools.report import markdown_table
 
 
 def sh(*args) -> None:
@@ -39,7 +38,7 @@ def script(name: str, *args) -> None:
 
 def eval_set(model: str, out: Path, n: int) -> Path:
     """A held-out set (seed 1; training used seed 0) in the model's dataset layout."""
-    kind = "portrait" if model in PORTRAIT else "dsb2018"
+    kind = MODELS[model].dataset
     root = out / "data"
     folder = root / ("testing" if kind == "portrait" else "dsb2018_256_val")
     if not (folder / "images").is_dir():
@@ -48,9 +47,9 @@ def eval_set(model: str, out: Path, n: int) -> Path:
 
 
 def run_dtype(model: str, dtype: str, data: Path, out: Path, npz: tuple[Path, Path]) -> dict:
-    yaml_file = REPO / "build_in" / "build" / f"official_{model}.yaml"
+    yaml_file = MODELS[model].build_yaml
     cfg = load_build_config(yaml_file).with_dtype(dtype)
-    vdsp = REPO / "vdsp_params" / VDSP[model]
+    vdsp = MODELS[model].vdsp_json
     h, w = next(iter(cfg.frontend.shape.values()))[2:]
     t = time.perf_counter()
     deploy("compile", yaml_file, "--dtype", dtype)
@@ -73,7 +72,7 @@ def run_dtype(model: str, dtype: str, data: Path, out: Path, npz: tuple[Path, Pa
 
 
 @click.command()
-@click.option("--model", default="unetpp", show_default=True, type=click.Choice(sorted(VDSP)))
+@click.option("--model", default="unetpp", show_default=True, type=click.Choice(DEPLOYABLE))
 @click.option("--dtypes", default="fp32,fp16,int8", show_default=True)
 @click.option("--images", default=40, show_default=True, help="Held-out images to evaluate on.")
 @click.option("--out", default=REPO / "workspace" / "demo", show_default=True, type=click.Path(path_type=Path))
@@ -85,13 +84,13 @@ def main(model: str, dtypes: str, images: int, out: Path) -> None:
            "--suffix", "png")
     rows = [run_dtype(model, dt, data, out, npz) for dt in dtypes.split(",")]
     base = rows[0]["vsx_miou"]
-    md = table(["dtype", "mIoU ×100 (vsx_inference)", "mIoU ×100 (image2npz→perf→vamp_eval)",
+    md = markdown_table(["dtype", "mIoU ×100 (vsx_inference)", "mIoU ×100 (image2npz→perf→vamp_eval)",
                 "drop vs " + rows[0]["dtype"], "Dice ×100", "throughput img/s (b8)", "compile s"],
                [[r["dtype"], f"{100 * r['vsx_miou']:.3f}", f"{100 * r['vamp_miou']:.3f}",
                  f"{100 * (base - r['vsx_miou']):.3f}", f"{100 * r['vsx_dice']:.3f}", f"{r['qps']:.1f}",
                  f"{r['compile_s']:.1f}"] for r in rows])
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "results.md").write_text(f"# demo: {model}\n\n{md}")
+    atomic_write_json(out / "results.json", rows)
+    atomic_write_text(out / "results.md", f"# demo: {model}\n\n{md}")
     click.echo(f"\n{model} on {images} held-out synthetic images (UNET-ZOO mIoU; empty GT and empty prediction "
                f"count as IoU 1):\n\n{md}\nwrote {out / 'results.md'}")
 

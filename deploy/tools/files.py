@@ -1,46 +1,23 @@
-"""Atomic output files: written to a hidden temporary beside the target, then `os.replace`d, so an
-interrupted run never leaves a half-written npz/png/csv under its final name."""
+"""The tools' output files (npz, png/jpg), each written atomically (deploy.io), so an interrupted
+run never leaves a half-written file under its final name; and the resume check for npz files."""
 from __future__ import annotations
 
 import io
 import os
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from deploy.errors import DeployError
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """The temporary is removed only on failure: an unlink of a missing file still takes the
-    directory's lock, which the writer threads of a run all contend for."""
-    path = Path(path)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes(path, text.encode())
+from deploy.io import atomic_write_bytes
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     """Uncompressed npz (as `np.savez`, what the vendor tools write and read)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def save_image(path: str | os.PathLike, img: np.ndarray, rgb: bool = False) -> Path:
@@ -51,7 +28,7 @@ def save_image(path: str | os.PathLike, img: np.ndarray, rgb: bool = False) -> P
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise DeployError(f"image encoding failed for {path}")
-    return write_bytes(path, buf.tobytes())
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def npz_ok(path: str | os.PathLike, keys: tuple[str, ...] = ("output_0",)) -> bool:

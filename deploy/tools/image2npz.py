@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from deploy.errors import DeployError
+from deploy.io import atomic_write_text
 from deploy.tools import files
 
 
@@ -54,7 +55,7 @@ def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, w
     text = Path(text_path)
     if text.parent != Path(""):
         text.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(text, "".join(lines))
+    atomic_write_text(text, "".join(lines))
     return {"written": len(lines), "skipped": skipped, "datalist": str(text.resolve())}
 
 

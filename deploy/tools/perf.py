@@ -17,7 +17,6 @@ written to `DIR/output_%06d.npz` (line i → output_{i:06d}.npz; keys `output_0.
 from __future__ import annotations
 
 import ast
-import json
 import multiprocessing as mp
 import os
 import queue
@@ -32,6 +31,8 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.host import usable_cores
+from deploy.io import atomic_write_json
 from deploy.tools import files
 from deploy.preprocess import planar_to_hwc
 from deploy.tools.common import load_model, read_datalist, vdsp_preprocessor, warn_device
@@ -85,7 +86,7 @@ class PerfConfig:
         if self.num_threads:
             return self.num_threads
         n = self.instances * self.processes
-        return None if n == 1 else max(1, (os.cpu_count() or 1) // n)
+        return None if n == 1 else max(1, usable_cores() // n)
 
 
 # --------------------------------------------------------------------------------------- inputs
@@ -293,7 +294,7 @@ def benchmark(cfg: PerfConfig, model: Any = None) -> dict:
         "images": requests * cfg.batch, "wall_s": wall,
         "throughput_qps": requests * cfg.batch / wall,
         "e2e_latency_us": _stats(e2e, cfg.percentiles), "model_latency_us": _stats(lat, cfg.percentiles),
-        "cpu_percent": 100.0 * cpu_s / wall, "cpu_percent_system": system_cpu, "cores": os.cpu_count(),
+        "cpu_percent": 100.0 * cpu_s / wall, "cpu_percent_system": system_cpu, "cores": usable_cores(),
         "peak_rss_mib": max(rss), "peak_rss_total_mib": sum(rss),
     }
 
@@ -431,5 +432,5 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
         res = benchmark(cfg)
         click.echo(format_report(res))
     if json_path:
-        files.write_text(json_path, json.dumps(res, indent=2, default=str) + "\n")
+        atomic_write_json(json_path, res, default=str)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.tools import draw, files
 from deploy.data.metrics import EMPTY_NOTE
+from deploy.io import atomic_write_json, atomic_write_text
+from deploy.tools import draw, files
 
 OK = "ok"
 NO_MASK = "no mask"
@@ -69,7 +69,7 @@ def read_rows(path: str | os.PathLike) -> dict[str, Row]:
 
 def write_rows(path: str | os.PathLike, rows: list[Row]) -> None:
     """The whole results.csv, sorted by image name, replaced atomically."""
-    files.write_text(path, header() + "".join(r.csv_line() for r in sorted(rows, key=lambda r: r.image)))
+    atomic_write_text(path, header() + "".join(r.csv_line() for r in sorted(rows, key=lambda r: r.image)))
 
 
 class RowAppender:
@@ -135,8 +135,8 @@ def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], ti
     ious = [r.iou for r in rows if r.iou is not None]
     paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md", "hist": out_dir / "iou_hist.png"}
     files.save_image(paths["hist"], draw.histogram(ious, f"{title}: per-image IoU ({len(ious)} images)"), rgb=True)
-    files.write_text(paths["json"], json.dumps(summary, indent=2, default=str) + "\n")
-    files.write_text(paths["md"], _markdown(summary, rows, title))
+    atomic_write_json(paths["json"], summary, default=str)
+    atomic_write_text(paths["md"], _markdown(summary, rows, title))
     return paths
 
 
@@ -173,3 +173,11 @@ def _markdown(s: dict, rows: list[Row], title: str) -> str:
         lines += ["## Not scored", "", "| image | status | detail |", "|---|---|---|"]
         lines += [f"| {r.image} | {r.status} | {r.detail.replace('|', '/')} |" for r in bad[:50]] + [""]
     return "\n".join(lines)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats with 3 significant digits."""
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.io import atomic_write_json
 from deploy.tools import files, report
 from deploy.tools.common import (check_image_model, check_outside, load_model, output_index, vdsp_preprocessor,
                                  warn_device)
@@ -104,7 +105,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
                 "output_index": idx, "sigmoid": sigmoid}
     if resume:
         _check_settings(save_dir / SETTINGS, settings)
-    files.write_text(save_dir / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    atomic_write_json(save_dir / SETTINGS, settings)
     kept: dict[str, Row] = {}
     if resume:  # done: scored, or unscorable for want of a mask that is still missing
         has_mask = {s.image.name: s.mask is not None for s in samples}

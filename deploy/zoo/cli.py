@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
+from deploy.catalogue import NAMES
 from deploy.errors import DeployError
-
-NAMES = ("unetpp", "unetpp_nods", "r2u_net", "unet3p", "unet3p_ds", "unet")  # = deploy.zoo.models.NAMES
 
 
 def _zoo(module: str):

@@ -16,9 +16,10 @@ import numpy as np
 import onnx
 import torch
 
+from deploy import catalogue
 from deploy.errors import DeployError
+from deploy.io import atomic_write_bytes
 from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write_bytes
 
 OPSET = 17
 ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "Sigmoid", "ConvTranspose",
@@ -26,15 +27,14 @@ ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "
 
 
 def output_names(name: str) -> list[str]:
-    k = M.MAIN_HEAD[name]
-    if k is None:
+    if catalogue.MODELS[name].main_head is None:
         return ["output"]
     n = {"unetpp": 4, "unet3p_ds": 5}[name]
     return [f"output_{i}" for i in range(n)]
 
 
 def main_output_name(name: str) -> str:
-    k = M.MAIN_HEAD[name]
+    k = catalogue.MODELS[name].main_head
     return "output" if k is None else f"output_{k}"
 
 
@@ -84,7 +84,7 @@ def export_onnx(name: str, out_path: str | Path, weights: str | Path | None = No
     if weights is not None and width == 1.0:
         width = None  # take the checkpoint's own width
     model, width = load_model(name, weights, width, seed)
-    size = M.INPUT_SIZE[name]
+    size = catalogue.MODELS[name].size
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     outs = output_names(name)
     buf = io.BytesIO()
@@ -125,8 +125,8 @@ def _tidy(proto: onnx.ModelProto, name: str, width: float) -> None:
                 node.input[i] = alias[inp]
     del g.node[:]
     g.node.extend(keep)
-    meta = {"model": name, "width": f"{width:g}", "input_size": str(M.INPUT_SIZE[name]),
-            "preprocess": M.PREPROCESS[name], "main_output": main_output_name(name)}
+    meta = {"model": name, "width": f"{width:g}", "input_size": str(catalogue.MODELS[name].size),
+            "preprocess": catalogue.MODELS[name].preprocess, "main_output": main_output_name(name)}
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)

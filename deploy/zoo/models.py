@@ -1,8 +1,9 @@
 """From-scratch PyTorch definitions of the seed architectures (docs/architectures.md).
 
 Every network takes 3×H×W (H, W multiples of 16) and ends in a sigmoid, so outputs are
-probabilities. Deep-supervision variants return a list of heads; `MAIN_HEAD[name]` says which
-one is the prediction. `create(name, width)` scales every channel count by `width` (at least
+probabilities. Deep-supervision variants return a list of heads; the catalogue's `main_head`
+(deploy.catalogue, which also holds the names and input sizes) says which one is the prediction.
+`create(name, width)` scales every channel count by `width` (at least
 `MIN_CHANNELS`) so tests can build small, fast copies; at width 1.0 the parameter counts are
 exactly the reference ones (`PARAMS`).
 
@@ -16,20 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-NAMES = ("unetpp", "unetpp_nods", "r2u_net", "unet3p", "unet3p_ds", "unet")
-INPUT_SIZE = {"unetpp": 96, "unetpp_nods": 96, "r2u_net": 96, "unet3p": 128, "unet3p_ds": 128, "unet": 96}
+from deploy import catalogue
+
+NAMES = catalogue.NAMES
+INPUT_SIZE = {name: m.size for name, m in catalogue.MODELS.items()}
 # Exact parameter counts at width 1.0 (architectures.md).
 PARAMS = {"unetpp": 9_163_428, "unetpp_nods": 9_163_329, "r2u_net": 39_091_393, "unet3p": 26_971_777,
           "unet3p_ds": 26_989_637, "unet": 7_765_985}
-# Which output is the prediction: None = single output, else the index into the returned list.
-MAIN_HEAD = {"unetpp": 3, "unetpp_nods": None, "r2u_net": None, "unet3p": None, "unet3p_ds": 0, "unet": None}
-# Preprocessing the networks were (and are here) trained with: "bgr_half" = BGR, (x/255-0.5)/0.5
-# (UNET-ZOO); "rgb_div255" = RGB, x/255 (UNet 3+).
-PREPROCESS = {"unetpp": "bgr_half", "unetpp_nods": "bgr_half", "r2u_net": "bgr_half", "unet": "bgr_half",
-              "unet3p": "rgb_div255", "unet3p_ds": "rgb_div255"}
-# Data set family each model is trained / evaluated on.
-DATASET = {"unetpp": "dsb2018", "unetpp_nods": "dsb2018", "r2u_net": "dsb2018", "unet": "dsb2018",
-           "unet3p": "portrait", "unet3p_ds": "portrait"}
 
 MIN_CHANNELS = 4
 
@@ -250,10 +244,7 @@ _FACTORIES = {
 
 
 def check_name(name: str) -> str:
-    from deploy.errors import DeployError
-    if name not in _FACTORIES:
-        raise DeployError(f"unknown model {name!r}; available: {', '.join(NAMES)}")
-    return name
+    return catalogue.get(name).name
 
 
 def create(name: str, width: float = 1.0) -> nn.Module:
@@ -271,7 +262,7 @@ def num_params(model: nn.Module) -> int:
 
 def main_output(name: str, outputs):
     """The prediction tensor out of a forward result."""
-    k = MAIN_HEAD[name]
+    k = catalogue.MODELS[name].main_head
     return outputs if k is None else outputs[k]
 
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write_bytes
+from deploy import catalogue
+from deploy.io import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -43,19 +43,20 @@ PREPARE = {
 
 
 def onnx_path(out_dir: str | os.PathLike, name: str, size: int | None = None) -> Path:
-    return Path(out_dir) / f"{name}-{size or M.INPUT_SIZE[name]}.onnx"
+    return Path(out_dir) / f"{name}-{size or catalogue.MODELS[name].size}.onnx"
 
 
 def dataset_dir(name: str, data_root: str | os.PathLike, n: int = 200, seed: int = 0, log=print) -> Path:
     """The synthetic set `name` trains on under `data_root`, generated if missing."""
     from deploy.data import synth
     data_root = Path(data_root)
-    if M.DATASET[name] == "portrait":
+    family = catalogue.MODELS[name].dataset
+    if family == "portrait":
         root, make = data_root / "testing", synth.synth_portrait
     else:
         root, make = data_root / "dsb2018_256_val", synth.synth_dsb2018
     if not (root / "images").is_dir() or not any((root / "images").iterdir()):
-        log(f"generating the synthetic {M.DATASET[name]} set in {root} ({n} images)")
+        log(f"generating the synthetic {family} set in {root} ({n} images)")
         root = make(data_root, n=n, seed=seed)
     return root
 
@@ -68,9 +69,8 @@ def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: 
     from deploy.zoo.export import export_onnx
     from deploy.zoo.train import train
 
-    M.check_name(name)
+    size = catalogue.get(name).size
     out_dir = Path(out_dir)
-    size = M.INPUT_SIZE[name]
     onnx_file = onnx_path(out_dir, name, size)
     meta_file = onnx_file.with_suffix(".json")
     if onnx_file.is_file() and not force:
@@ -95,7 +95,7 @@ def prepare(name: str, out_dir: str | os.PathLike = "workspace/zoo", data_root: 
     info = {"model": name, "onnx": onnx_file.name, "checkpoint": os.path.relpath(ckpt_path, out_dir),
             "data": str(data), "config": ckpt["config"], "metrics": ckpt["metrics"],
             "prepare_seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_bytes(meta_file, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write_json(meta_file, info)
     m = ckpt["metrics"]
     log(f"{onnx_file}: held-out IoU {m['iou'] * 100:.2f}, Dice {m['dice'] * 100:.2f} ({m['images']} images)")
     return onnx_file

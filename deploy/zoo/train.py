@@ -6,9 +6,10 @@ Pairs come from `deploy.data.readers.pair_masks` (sorted by image name); images 
 dropped. Hold-out split: the LAST `holdout` fraction (default 20 %, at least one image) of the
 sorted pairs is held out for evaluation and never trained on — deterministic, no randomness.
 
-Preprocessing is the vendor's training recipe: every image and mask is resized (cv2 bilinear) to
-`size`×`size`; UNET-ZOO models (unetpp*, r2u_net, unet) see BGR, (x/255−0.5)/0.5; UNet 3+ sees
-RGB, x/255. Targets are mask/255 (soft mattes stay soft). Augmentation follows the data's
+Preprocessing is the vendor's training recipe, run by deploy.preprocess (`Preprocessor.for_model`,
+the same implementation deployment uses): every image is resized (cv2 bilinear) to `size`×`size`;
+UNET-ZOO models (unetpp*, r2u_net, unet) see BGR, (x/255−0.5)/0.5; UNet 3+ sees RGB, x/255. Masks
+are resized the same way; targets are mask/255 (soft mattes stay soft). Augmentation follows the data's
 symmetry (`AUGMENT`): nuclei have no up or down, so DSB2018 gets random h/v flips and rot90; a
 portrait is upright (head up, torso on the bottom edge), so it gets horizontal flips only —
 training portraits on their side or upside down hid that prior and kept UNet 3+ near the
@@ -38,12 +39,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from deploy.data.image import read_image_rgb, read_mask
+from deploy import catalogue
+from deploy.data.image import read_mask
+from deploy.data.metrics import unetzoo_scores
 from deploy.data.readers import Sample, pair_masks
 from deploy.errors import DeployError
-from deploy.data.metrics import unetzoo_scores
+from deploy.host import has_flags
+from deploy.io import atomic_save
+from deploy.preprocess import Preprocessor
 from deploy.zoo import models as M
-from deploy.zoo._io import atomic_write
 
 CKPT_FORMAT = "segdeploy.zoo.ckpt/1"
 HOLDOUT = 0.2
@@ -73,11 +77,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def cpu_has_bf16() -> bool:
     """Native bf16 dot products (AVX512-BF16 or AMX); without them oneDNN emulates bf16 slowly."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return has_flags("avx512_bf16") or has_flags("amx_bf16")
 
 
 def resolve_precision(precision: str) -> str:
@@ -116,19 +116,10 @@ def split(samples: list[Sample], holdout: float = HOLDOUT) -> tuple[list[Sample]
     return list(samples[:n - k]), list(samples[n - k:])
 
 
-def preprocess(rgb: np.ndarray, name: str, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 RGB → (3, size, size) float32 as the model was trained."""
-    x = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    if M.PREPROCESS[name] == "bgr_half":
-        x = (x[:, :, ::-1] / 255.0 - 0.5) / 0.5
-    else:
-        x = x / 255.0
-    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
-
-
 def load_set(samples: list[Sample], name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed images (N, 3, S, S) and soft targets (N, 1, S, S) in [0, 1]."""
-    xs = np.stack([preprocess(read_image_rgb(s.image), name, size) for s in samples])
+    pre = Preprocessor.for_model(name, size)
+    xs = np.stack([pre.load(s.image) for s in samples])
     ys = np.stack([cv2.resize(read_mask(s.mask), (size, size), interpolation=cv2.INTER_LINEAR)[None]
                    for s in samples]).astype(np.float32) / 255.0
     return xs, ys
@@ -173,7 +164,8 @@ def evaluate(model: torch.nn.Module, name: str, samples: list[Sample], size: int
     """UNET-ZOO metric on `samples`: mean IoU and Dice (fractions), GT read at full size."""
     if not samples:
         return {"iou": float("nan"), "dice": float("nan"), "images": 0}
-    x = np.stack([preprocess(read_image_rgb(s.image), name, size) for s in samples])
+    pre = Preprocessor.for_model(name, size)
+    x = np.stack([pre.load(s.image) for s in samples])
     probs = predict(model, name, x)
     ious, dices = [], []
     for p, s in zip(probs, samples):
@@ -189,7 +181,7 @@ def checkpoint_path(out_dir: str | os.PathLike, name: str, size: int) -> Path:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_save(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -212,8 +204,7 @@ def train(name: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, st
     (`<out_dir>/<name>-<size>.pt`). With `resume`, an existing checkpoint of the same config
     continues from its step (a finished one is returned as is); a different config is an error.
     The checkpoint's `metrics` hold the held-out UNET-ZOO IoU/Dice after the last step."""
-    M.check_name(name)
-    size = M.INPUT_SIZE[name] if size is None else int(size)
+    size = catalogue.get(name).size if size is None else int(size)
     if size <= 0 or size % 16:
         raise DeployError(f"size must be a positive multiple of 16, got {size}")
     if steps < 0 or batch < 1:
@@ -222,8 +213,8 @@ def train(name: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, st
         torch.set_num_threads(num_threads)
     cfg = TrainConfig(name=name, width=float(width), size=size, steps=int(steps), batch=int(batch), seed=int(seed),
                       lr=float(lr), holdout=float(holdout), precision=resolve_precision(precision),
-                      augment=AUGMENT[M.DATASET[name]])
-    samples = find_pairs(data_dir, M.DATASET[name])
+                      augment=AUGMENT[catalogue.MODELS[name].dataset])
+    samples = find_pairs(data_dir, catalogue.MODELS[name].dataset)
     train_set, held = split(samples, holdout)
     names = {"train": [s.image.name for s in train_set], "held_out": [s.image.name for s in held]}
     path = checkpoint_path(out_dir, name, size)

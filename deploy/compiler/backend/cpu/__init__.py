@@ -12,10 +12,12 @@ from functools import partial
 import tvm
 from tvm import relax
 
+from deploy.compiler.target import host_target
+
 from . import layout, schedule
 from .conv2d import legalize_conv2d
 from .conv2d_transpose import legalize_conv2d_transpose
-from .target import has_features, host_target, vector_bits
+from .target import has_features, vector_bits
 
 __all__ = ["build", "optimize", "pipeline", "relax_pipeline", "host_target", "DTYPES"]
 

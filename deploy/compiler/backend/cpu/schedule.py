@@ -211,8 +211,9 @@ SCHEDULES = {"conv": conv, int8.KIND: conv, "winograd": winograd, "generic": gen
 
 
 def classify(sch: s_tir.Schedule):
-    """(kind, anchor block) of a PrimFunc: the "segdeploy.kind" annotation of its one anchor
-    block (conv2d.tile_attrs; other modules add kinds to SCHEDULES), else "generic"."""
+    """(kind, anchor block) of a PrimFunc: the "segdeploy.kind" annotation of its one anchor block
+    (set by conv2d.tile_attrs for the direct, int8 and Winograd-GEMM kernels) when SCHEDULES has a
+    schedule of that kind; ("generic", None) when no block, or more than one, carries a kind."""
     anchors = [b for b in _blocks(sch) if KIND in sch.get(b).annotations]
     if len(anchors) != 1 or str(sch.get(anchors[0]).annotations[KIND]) not in SCHEDULES:
         return "generic", None

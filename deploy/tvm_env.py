@@ -1,4 +1,5 @@
-"""Importing TVM for the compile and run paths: without torch, and with a usable thread pool.
+"""Importing TVM for the compile and run paths (without torch, with a usable thread pool), and
+TVM's view of this host: the one home of both, below the compiler and the runtime that use them.
 
 - `import tvm` pulls in torch whenever it is installed (tvm_ffi tries `import torch` eagerly for
   DLPack interop), which doubles the import time (~2 s → ~4 s) although nothing here exchanges
@@ -25,6 +26,8 @@
   (~3 ms of spinning; 0.00-0.01 s measured): still far longer than the gaps between the operators
   of one inference or between back-to-back batches, and model-only throughput did not change
   (UNet++ batch 8, UNet batch 1).
+- LLVM names this CPU and its features itself (`llvm_host_cpu`, `host_lacks`); those are what the
+  compiled code is checked against, next to the OS's view in deploy.host.
 """
 from __future__ import annotations
 
@@ -32,24 +35,19 @@ import importlib
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from types import ModuleType
+
+from deploy.host import usable_cores
 
 _lock = threading.Lock()
 _local = threading.local()
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def import_tvm() -> ModuleType:
     """`import tvm`, keeping torch out unless it is already imported (see the module doc)."""
     # before any TVM thread pool exists (pools are created lazily, so also after `import tvm`)
-    os.environ.setdefault("TVM_NUM_THREADS", str(usable_cpus()))
+    os.environ.setdefault("TVM_NUM_THREADS", str(usable_cores()))
     os.environ.setdefault("TVM_BIND_THREADS", "0")
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "10000")
     if "tvm" in sys.modules:
@@ -71,7 +69,7 @@ def max_threads() -> int:
         wanted = int(os.environ.get("TVM_NUM_THREADS", "0"))
     except ValueError:
         wanted = 0
-    return max(1, min(wanted, usable_cpus())) if wanted > 0 else usable_cpus()
+    return max(1, min(wanted, usable_cores())) if wanted > 0 else usable_cores()
 
 
 def resolve_threads(n: int | None) -> int:
@@ -94,3 +92,20 @@ def set_num_threads(n: int | None) -> int:
 def threads_in_force() -> int | None:
     """What set_num_threads last set in the calling thread (None: never called here)."""
     return getattr(_local, "threads", None)
+
+
+def llvm_host_cpu() -> str:
+    """LLVM's name for this CPU ("znver5", "sapphirerapids", ...; "generic" when it does not know it)."""
+    return str(import_tvm().get_global_func("tvm.codegen.llvm.GetHostCPUName")())
+
+
+def host_lacks(features: Iterable[str]) -> list[str]:
+    """Of the LLVM `features` this host's LLVM knows, those the host does not have (sorted): code
+    needing any of them would die on SIGILL here."""
+    features = set(features)
+    if not features:
+        return []
+    host = import_tvm().get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
+    known = {str(k) for k in host.keys()}
+    have = {str(k) for k, v in host.items() if bool(v)}
+    return sorted((features & known) - have)

@@ -1,0 +1,103 @@
+"""This machine as the operating system reports it: the CPUs this process may use and what the
+processor is (/proc/cpuinfo). The one place that asks, so the compiler's default target, the
+thread pools, training's bf16 choice and the benchmark reports all see the same machine.
+
+Nothing here assumes a processor: the development machines have been AMD (Zen 4, Zen 5) and Intel
+(with AMX and AVX512-FP16) by turns, so `describe()` says what was detected — vendor, family and
+model numbers, the instruction-set extensions that matter for the kernels — and names an AMD Zen
+generation only from the family number and the features. LLVM's view of the host (its CPU name
+and feature set, which TVM compiles for) is in deploy.tvm_env.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+# Extensions the kernels and the training precision depend on, in the order describe() lists them.
+KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    name: str                  # "model name", e.g. "AMD EPYC 9R45", "Intel(R) Xeon(R) Platinum 8488C"
+    vendor: str                # "AuthenticAMD", "GenuineIntel", ...
+    family: int | None
+    model: int | None
+    flags: frozenset[str]      # the kernel's names (avx512_vnni, amx_bf16, ...)
+    mhz: float | None
+
+    @property
+    def generation(self) -> str | None:
+        """The AMD Zen generation when the family number (and, for family 25, AVX-512) tells it."""
+        if self.vendor != "AuthenticAMD":
+            return None
+        if self.family == 25:
+            return "Zen 4" if "avx512f" in self.flags else "Zen 3"
+        return {23: "Zen/Zen 2", 26: "Zen 5"}.get(self.family)
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.cache
+def cpu() -> Cpu:
+    """The first processor's entry of /proc/cpuinfo (platform.processor() where there is none)."""
+    try:
+        fields = _first_entry(CPUINFO.read_text())
+    except OSError:
+        fields = {}
+    return Cpu(name=fields.get("model name", platform.processor() or "unknown"),
+               vendor=fields.get("vendor_id", ""), family=_int(fields.get("cpu family")),
+               model=_int(fields.get("model")), flags=frozenset(fields.get("flags", "").split()),
+               mhz=_float(fields.get("cpu MHz")))
+
+
+def has_flags(*flags: str) -> bool:
+    """True when the CPU reports every one of `flags` (kernel names, e.g. "avx512_bf16")."""
+    return set(flags) <= cpu().flags
+
+
+def describe() -> str:
+    """One line for reports: name, vendor/family/model (and Zen generation), cores, key extensions."""
+    c = cpu()
+    ids = " ".join(x for x in (c.vendor, f"family {c.family}" if c.family is not None else "",
+                              f"model {c.model}" if c.model is not None else "") if x)
+    ids += f", {c.generation}" if c.generation else ""
+    flags = " ".join(f for f in KEY_FLAGS if f in c.flags) or "none of " + " ".join(KEY_FLAGS)
+    return f"{c.name} ({ids}), {usable_cores()} usable cores; {flags}"
+
+
+def _first_entry(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
