@@ -198,3 +198,17 @@ def test_runtime_imports_stay_light(unet):
     r = subprocess.run([sys.executable, "-c", code, str(unet[0])], capture_output=True, text=True, timeout=300,
                        cwd=REPO)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_recompiled_suite_loads_its_new_code_in_the_same_process(tmp_path):
+    """dlopen hands back the library first loaded from a path; a rebuild in place must not run old code."""
+    import onnx_graphs as G
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 16)).astype("float32")
+    outs = []
+    for seed in (0, 1):
+        g = G.Graph(16, 16, 16, seed=seed)
+        model = g.model(g.conv("input", 16, 8))
+        prefix = build(tmp_path, model, "same")
+        outs.append((Model(prefix).run({"input": x})[0], G.ort_run(model, x)[0]))
+    for got, ref in outs:
+        assert float(np.abs(got - ref).max()) < 1e-4

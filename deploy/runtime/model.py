@@ -18,7 +18,11 @@ at a time (a lock); use one Model per thread for concurrent inference.
 """
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -46,6 +50,29 @@ class TensorInfo(NamedTuple):
     def describe(self) -> str:
         dims = ", ".join("N" if d is None else str(d) for d in self.shape)
         return f"{self.name} [{dims}] {self.dtype}"
+
+
+_LOADED: dict[str, tuple[int, int]] = {}  # library path -> (inode, mtime) first loaded from it
+
+
+def _loadable(so_path: Path) -> Path:
+    """The path to hand to the loader. dlopen returns the library already loaded from the same
+    path, even after a recompile replaced the file: a model rebuilt in this process would run its
+    old code. A replaced file is therefore loaded through a hard link (or copy) of its own name."""
+    path = str(so_path.resolve())
+    st = os.stat(path)
+    ident = (st.st_ino, st.st_mtime_ns)
+    first = _LOADED.setdefault(path, ident)
+    if first == ident:
+        return Path(path)
+    alias = Path(tempfile.gettempdir()) / f"segdeploy-{os.getpid()}-{st.st_ino}-{st.st_mtime_ns}-{so_path.name}"
+    if not alias.exists():
+        try:
+            os.link(path, alias)
+        except OSError:  # another filesystem: a copy
+            shutil.copyfile(path, alias)
+        atexit.register(alias.unlink, missing_ok=True)
+    return alias
 
 
 def artifact_paths(prefix: str | Path) -> tuple[Path, Path]:
@@ -118,7 +145,7 @@ class Model:
         tvm = import_tvm()
         self.device = self._open_device(tvm, device_id)
         try:
-            lib = tvm.runtime.load_module(str(so_path))
+            lib = tvm.runtime.load_module(str(_loadable(so_path)))
         except Exception as e:  # tvm raises RuntimeError/TVMError with the loader's message
             raise ArtifactError(f"{so_path}: cannot load the compiled library: {e}") from e
         from tvm.runtime.vm import VirtualMachine
