@@ -50,14 +50,20 @@ def import_tvm() -> ModuleType:
     os.environ.setdefault("TVM_NUM_THREADS", str(usable_cores()))
     os.environ.setdefault("TVM_BIND_THREADS", "0")
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "10000")
-    if "tvm" in sys.modules:
-        return sys.modules["tvm"]
+    return import_without_torch("tvm")
+
+
+def import_without_torch(name: str) -> ModuleType:
+    """Import `name` with torch masked (unless torch is already loaded): tvm_ffi and onnxsim both
+    import torch opportunistically, ~2-3 s each on the compile and run paths that never use it."""
+    if name in sys.modules:
+        return sys.modules[name]
     with _lock:
         mask = "torch" not in sys.modules and os.environ.get("SEGDEPLOY_TVM_WITH_TORCH", "0") != "1"
         if mask:
             sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` → ImportError
         try:
-            return importlib.import_module("tvm")
+            return importlib.import_module(name)
         finally:
             if mask and "torch" in sys.modules and sys.modules["torch"] is None:
                 del sys.modules["torch"]

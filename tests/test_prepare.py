@@ -126,3 +126,15 @@ def test_fp16_overflow_is_reported_by_layer(tmp_path, capsys):
     meta = json.loads((tmp_path / "ws" / "hot" / "mod.json").read_text())
     assert [o["node"] for o in meta["fp16_overflow"]] == ["scale_up"]
     assert "scale_up" in capsys.readouterr().err and "fp16 range: 3 dataset images" in log
+
+
+def test_compiling_keeps_torch_out(tmp_path):
+    """onnxsim imports torch when it is installed; the compile path masks it (as for TVM)."""
+    import subprocess
+    import sys
+    y = write_build(tmp_path, G.conv_graph(), "light")
+    code = ("import sys\nfrom deploy.compiler import compile_build\nfrom deploy.config import load_build_config\n"
+            "compile_build(load_build_config(sys.argv[1]), progress=False)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')")
+    r = subprocess.run([sys.executable, "-c", code, str(y)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

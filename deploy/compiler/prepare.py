@@ -92,7 +92,8 @@ def fix_input_shapes(model: onnx.ModelProto, chw: dict[str, tuple[int, int, int]
 
 def simplify_graph(model: onnx.ModelProto, log: Log) -> onnx.ModelProto:
     """onnxsim on the fixed input shapes; a graph it cannot take is imported unsimplified (logged)."""
-    import onnxsim
+    from deploy.tvm_env import import_without_torch
+    onnxsim = import_without_torch("onnxsim")
     sink = io.StringIO()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
