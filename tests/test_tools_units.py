@@ -15,7 +15,7 @@ from deploy.errors import DeployError
 from deploy.runtime.stream import Stream
 from deploy.data import metrics
 from deploy.tools import report
-from deploy.tools.perf import parse_ints, parse_shapes
+from deploy.tools.perf import _cpu_seconds, parse_ints, parse_shapes
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -178,6 +178,20 @@ def test_parse_shapes_and_percentiles_errors():
         parse_shapes("[3,0,96]")
     assert parse_ints("[50,90,95,99]", "p") == (50, 90, 95, 99)
     assert parse_ints("50, 99.9", "p") == (50, 99)
+
+
+def test_perf_cpu_clock_counts_finer_than_a_short_run():
+    """perf's CPU clock steps far below a one-request run: os.times() counted 10 ms ticks, and a run
+    that used a few ms of CPU read a silent 0.0 %. A step is CPU time between two readings, so the
+    machine's load cannot make it longer."""
+    steps: list[float] = []
+    last = _cpu_seconds()
+    while len(steps) < 5:
+        now = _cpu_seconds()
+        if now != last:
+            steps.append(now - last)
+            last = now
+    assert min(steps) < 1e-3
 
 
 # ------------------------------------------------------------------------------------ image2npz
