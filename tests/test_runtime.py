@@ -164,6 +164,7 @@ def _after_one_inference(prefix: Path, then: str, unset: str, **env) -> str:
                           text=True, check=True).stdout.strip()
 
 
+@pytest.mark.slow  # two fresh processes importing TVM
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from /proc")
 def test_model_threads_are_not_pinned_unless_asked(unet):
     """A pinned TVM worker preempted by the stream's decoding cannot move to a free core (see
@@ -191,6 +192,7 @@ print(quiet == 3, cpu_ns() - start)
 """
 
 
+@pytest.mark.slow  # two fresh processes importing TVM
 @pytest.mark.skipif(not Path("/proc/self/schedstat").is_file(), reason="reads per-thread CPU time from /proc")
 def test_idle_model_threads_do_not_burn_cpu(unet):
     """After an inference the pool's workers spin briefly, then sleep (deploy.runtime._tvm): a
@@ -205,6 +207,7 @@ def test_idle_model_threads_do_not_burn_cpu(unet):
     assert int(tvm_ns) > 3 * int(ours_ns), (ours_ns, tvm_ns)  # 30x the spins: 30-35x measured, 6x beside 3 CPU hogs
 
 
+@pytest.mark.slow  # a fresh process importing TVM
 def test_runtime_imports_stay_light(unet):
     """`import deploy.runtime` imports neither TVM nor torch; loading and running a model keeps torch out."""
     code = ("import sys\n"

@@ -243,6 +243,7 @@ def test_run_config_errors_name_the_problem(env, tmp_path):
 
 
 # ------------------------------------------------------------- image2npz → perf → eval (done-when)
+@pytest.mark.slow  # two more fresh processes (image2npz.py, vamp_eval.py)
 def test_vamp_route_matches_vsx_route(env, full_run, tmp_path):
     py = sys.executable
     datalist, npz_in, npz_out = tmp_path / "npz_datalist.txt", tmp_path / "images_npz", tmp_path / "npz_output"
@@ -347,6 +348,7 @@ def test_perf_short_runs_report_cpu_or_na_never_a_silent_zero(env):
         assert ("n/a" in line) == (r["cpu_percent"] is None)
 
 
+@pytest.mark.slow  # spawns two processes importing TVM
 def test_perf_throughput_mode_processes_model_only(env, tmp_path):
     j = tmp_path / "perf.json"
     _invoke("perf", "-m", env["prefix"], "-p", "2", "-b", "3", "--iterations", "4", "--warmup", "1",
