@@ -100,7 +100,8 @@ WINOGRAD = {
 }
 
 
-@pytest.mark.parametrize("name", list(WINOGRAD))
+@pytest.mark.parametrize("name", [n if n == "wino_tail_13x11" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in WINOGRAD])
 def test_winograd(name, target):
     mod = check(name, WINOGRAD[name](), target, winograd_min=10)
     assert [k for n, k in schedules(mod).items() if "conv" in n] == ["winograd"]
@@ -136,6 +137,7 @@ def test_other_ops(name, target):
 
 # ---- whole graphs: BN folding, symbolic batch, fp16 -------------------------------------------
 
+@pytest.mark.slow  # a whole-graph compile; test_runtime compiles mini_unet in the fast set
 def test_mini_unet_fp32_symbolic_batch(target):
     """One executable (symbolic N) runs every batch size; BN is folded into the convs."""
     mod = check("mini_unet", G.mini_unet(), target, batches=(1, 2, 5))
@@ -147,6 +149,7 @@ def test_mini_unet_fp32_symbolic_batch(target):
     assert "winograd" in kinds.values() and "none" not in kinds.values()
 
 
+@pytest.mark.slow  # a whole-graph compile, in fp16
 def test_mini_unet_fp16(target):
     """fp16: fp32 model input/output, half activations and weights; close to fp32."""
     vm, mod = compiled("mini_unet", G.mini_unet(), "fp16", target)

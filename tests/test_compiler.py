@@ -72,6 +72,7 @@ def built(tmp_path_factory):
 
 # ---- environment -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a fresh process importing TVM
 def test_tvm_ffi_pinned_and_save_json_works():
     from importlib.metadata import version
     assert version("apache-tvm-ffi") == "0.1.14.post1", \
@@ -262,6 +263,7 @@ def test_bogus_mcpu_is_rejected_with_examples(tmp_path):
     assert not (tmp_path / "ws" / "bogus").exists()
 
 
+@pytest.mark.slow  # CUDA code generation (and nvcc when present)
 def test_cuda_target_compiles(tmp_path):
     import shutil
     y = write_build(tmp_path, conv_graph(cin=3, cout=4, h=8, w=8), "gpu")

@@ -11,8 +11,7 @@ from deploy.config.ops import CvtColor, DecodeImage, Normalize, Resize, ToTensor
 from deploy.errors import ConfigError, UnsupportedError
 
 
-
-def test_every_vendor_file_loads(vendor_dir: Path):
+def _assert_vendor_files_load(vendor_dir: Path) -> None:
     yamls = sorted(vendor_dir.rglob("*.yaml"))
     jsons = sorted(vendor_dir.rglob("*.json"))
     assert len(yamls) >= 3 and len(jsons) >= 3
@@ -28,6 +27,20 @@ def test_every_vendor_file_loads(vendor_dir: Path):
         v = load_vdsp_config(f)
         assert v.out_size == (96, 96) and v.color_cvt == "RGB2BGR"
         assert v.norma_type == "DIV255_MINUSMEAN_DIVSTD" and v.mean == (0.5,) * 3 and v.std == (0.5,) * 3
+
+
+def test_every_vendor_format_file_loads(vendor_dir: Path):
+    _assert_vendor_files_load(vendor_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownKeyWarning)
+        schemas = {load_build_config(f).schema for f in vendor_dir.rglob("*.yaml")}
+    formats = {next(iter(json.loads(f.read_text()))) for f in vendor_dir.rglob("*.json")}
+    assert schemas == {"current", "legacy"} and formats == {"OpType", "vdsp_op_type"}  # both of each
+
+
+def test_every_shared_vendor_reference_file_loads(shared_vendor_dir: Path):
+    """The vendor's own files, when a folder beside the clone has them (skips with its reason otherwise)."""
+    _assert_vendor_files_load(shared_vendor_dir)
 
 
 def test_current_schema_fields(vendor_dir: Path):

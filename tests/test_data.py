@@ -464,6 +464,7 @@ def _vendor_gt(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR) > 125
 
 
+@pytest.mark.slow  # the module's 56 generated images
 def test_synth_mask_coverage_plausible(dsb_set, portrait_set):
     dsb = np.array([(read_mask(s.mask) > 125).mean() for s in dsb_set])
     assert 0.05 <= dsb.mean() <= 0.40 and dsb.min() > 0.01 and dsb.max() < 0.6
@@ -471,11 +472,13 @@ def test_synth_mask_coverage_plausible(dsb_set, portrait_set):
     assert 0.15 <= por.mean() <= 0.6 and por.min() > 0.05 and por.max() < 0.9
 
 
+@pytest.mark.slow  # the module's 56 generated images
 def test_synth_dsb2018_has_both_modalities(dsb_set):
     bright_bg = [np.median(read_image_rgb(s.image)) > 127 for s in dsb_set]
     assert 0.2 < np.mean(bright_bg) < 0.8  # brightfield (light) and fluorescence (dark) backgrounds
 
 
+@pytest.mark.slow  # the module's 56 generated images
 @pytest.mark.parametrize("which, size", [("dsb", 96), ("portrait", 128)])
 def test_synth_not_trivially_separable(dsb_set, portrait_set, which, size):
     """A per-image Otsu threshold, even with the better polarity chosen by the answer, stays far from 0.9."""

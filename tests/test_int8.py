@@ -93,7 +93,8 @@ CONVS = {  # ci, co, h, w, k, stride, pad, dilation
 }
 
 
-@pytest.mark.parametrize("name", list(CONVS))
+@pytest.mark.parametrize("name", [n if n in ("3x3", "ci6_not_multiple_of_4_stride2")  # the fast smoke
+                                  else pytest.param(n, marks=pytest.mark.slow) for n in CONVS])
 def test_int8_conv_bit_exact(name, target):
     ci, co, h, w, k, stride, pad, dil = CONVS[name]
     rng = np.random.default_rng(0)
@@ -107,7 +108,8 @@ def test_int8_conv_bit_exact(name, target):
         np.testing.assert_array_equal(got, numpy_conv(x, wq, stride, pad, dil))
 
 
-@pytest.mark.parametrize("ci,co,h,w,s", [(32, 16, 6, 5, 2), (6, 40, 4, 7, 2), (16, 24, 3, 3, 3)])
+@pytest.mark.parametrize("ci,co,h,w,s", [(6, 40, 4, 7, 2)] + [pytest.param(*p, marks=pytest.mark.slow)
+                                                              for p in ((32, 16, 6, 5, 2), (16, 24, 3, 3, 3))])
 def test_int8_upconv_bit_exact(ci, co, h, w, s, target):
     """conv2d_transpose with kernel == stride (the UNet up-conv), CI not a multiple of 4 included."""
     rng = np.random.default_rng(1)
@@ -256,6 +258,7 @@ def unet_int8(tmp_path_factory, images, target):
     return y, compile_build(load_build_config(y), progress=False)
 
 
+@pytest.mark.slow  # the module's mini_unet int8 build: calibration and compile
 def test_int8_build_matches_qdq_model(unet_int8):
     from deploy.runtime import Model
     y, prefix = unet_int8
@@ -271,6 +274,7 @@ def test_int8_build_matches_qdq_model(unet_int8):
         assert np.abs(o - r).max() < 0.05
 
 
+@pytest.mark.slow  # the module's mini_unet int8 build: calibration and compile
 def test_int8_build_uses_integer_convs(unet_int8):
     y, prefix = unet_int8
     meta = meta_of(prefix)
@@ -294,6 +298,7 @@ def test_int8_build_uses_integer_convs(unet_int8):
     assert dis.count("vpdpbusd") >= 16
 
 
+@pytest.mark.slow  # two more mini_unet int8 builds after the shared one
 def test_int8_calibration_cache(unet_int8, images):
     y, prefix = unet_int8
     cfg = load_build_config(y)
@@ -319,7 +324,8 @@ def small_net() -> onnx.ModelProto:
     return g.model(g.sigmoid(g.conv(x, 8, 1, k=1)))
 
 
-@pytest.mark.parametrize("mode", ["kl_divergence", "percentile", "max", "mse"])
+@pytest.mark.parametrize("mode", ["kl_divergence"] + [pytest.param(m, marks=pytest.mark.slow)  # one mode is the smoke
+                                  for m in ("percentile", "max", "mse")])
 def test_every_calibrate_mode_compiles(mode, tmp_path, images, target):
     from deploy.runtime import Model
     y = write_build(tmp_path, small_net(), images, "small", mode)

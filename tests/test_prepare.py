@@ -7,7 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 import onnx_graphs as G
 from deploy.compiler import compile_build
@@ -54,7 +54,7 @@ def _close(model_ref, m, shape, batch=2, tol=1e-4):
     assert float(np.abs(got - ref).max()) / max(float(np.abs(ref).max()), 1.0) < tol
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+@pytest.mark.parametrize("dtype", ["fp32", pytest.param("fp16", marks=pytest.mark.slow)])
 def test_computed_pads_fold_and_match(tmp_path, dtype):
     model = computed_pad_graph()
     m, log = _compile(tmp_path, model, "cpad", dtype=dtype)
@@ -77,6 +77,7 @@ def test_runtime_built_weights_become_constants_and_get_the_conv_schedule(tmp_pa
     assert "conv" in schedules or "winograd" in schedules
 
 
+@pytest.mark.slow
 def test_old_opset_is_upgraded(tmp_path):
     g = G.Graph(8, 12, 12)
     slope = g.const(np.linspace(0.1, 0.3, 8).astype("float32").reshape(8, 1, 1), "s")
@@ -111,6 +112,7 @@ def test_batch_baked_into_the_graph_builds_the_yaml_batch(tmp_path):
     assert float(np.abs(got - ref).max()) < 1e-5
 
 
+@pytest.mark.slow
 def test_fp16_overflow_is_reported_by_layer(tmp_path, capsys):
     """A layer whose activations pass 65504 on the dataset's images is named before the fp16 build."""
     import cv2
@@ -128,6 +130,7 @@ def test_fp16_overflow_is_reported_by_layer(tmp_path, capsys):
     assert "scale_up" in capsys.readouterr().err and "fp16 range: 3 dataset images" in log
 
 
+@pytest.mark.slow
 def test_compiling_keeps_torch_out(tmp_path):
     """onnxsim imports torch when it is installed; the compile path masks it (as for TVM)."""
     import subprocess

@@ -243,6 +243,7 @@ def test_run_config_errors_name_the_problem(env, tmp_path):
 
 
 # ------------------------------------------------------------- image2npz → perf → eval (done-when)
+@pytest.mark.slow  # two more fresh processes (image2npz.py, vamp_eval.py)
 def test_vamp_route_matches_vsx_route(env, full_run, tmp_path):
     py = sys.executable
     datalist, npz_in, npz_out = tmp_path / "npz_datalist.txt", tmp_path / "images_npz", tmp_path / "npz_output"
@@ -333,6 +334,21 @@ def test_perf_latency_mode_threads_and_json(env, tmp_path):
     assert "throughput (qps):" in res.output and "p99 latency:" in res.output and "peak memory (MiB):" in res.output
 
 
+def test_perf_short_runs_report_cpu_or_na_never_a_silent_zero(env):
+    """One request of a tiny model uses well under one 10 ms tick of os.times(), which read 0.0 %:
+    the utilisation is either measured (positive) or reported as n/a."""
+    from deploy.tools.common import load_model
+    from deploy.tools.perf import PerfConfig, benchmark, format_report
+    cfg = PerfConfig(prefix=str(env["prefix"]), iterations=1, warmup=0, queue_size=0)
+    model = load_model(cfg.prefix, cfg.threads_per_instance())
+    for _ in range(5):
+        r = benchmark(cfg, model)
+        assert r["cpu_percent"] is None or r["cpu_percent"] > 0
+        line = next(x for x in format_report(r).splitlines() if x.startswith("cpu utilisation (%):"))
+        assert ("n/a" in line) == (r["cpu_percent"] is None)
+
+
+@pytest.mark.slow  # spawns two processes importing TVM
 def test_perf_throughput_mode_processes_model_only(env, tmp_path):
     j = tmp_path / "perf.json"
     _invoke("perf", "-m", env["prefix"], "-p", "2", "-b", "3", "--iterations", "4", "--warmup", "1",

@@ -15,7 +15,7 @@ from deploy.errors import DeployError
 from deploy.runtime.stream import Stream
 from deploy.data import metrics
 from deploy.tools import report
-from deploy.tools.perf import parse_ints, parse_shapes
+from deploy.tools.perf import _cpu_seconds, parse_ints, parse_shapes
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -123,15 +123,22 @@ def test_stream_order_batches_and_skipped_items():
     assert sum(sizes) == 11 and max(sizes) == 4  # errors never reach the model
 
 
+def _join_threads_started_since(existing: set[threading.Thread]) -> None:
+    """Wait for the stream's own threads to end (the timeout only bounds a hang, which then fails)."""
+    for t in set(threading.enumerate()) - existing:
+        t.join(timeout=60)
+
+
 def test_stream_model_error_propagates_and_threads_stop():
     before = threading.active_count()
+    existing = set(threading.enumerate())
 
     def infer(xs):
         raise RuntimeError("model crashed")
 
     with pytest.raises(RuntimeError, match="model crashed"):
         list(Stream(infer, lambda i: (np.zeros(2), None), batch=2).run(range(10)))
-    time.sleep(0.3)
+    _join_threads_started_since(existing)
     assert threading.active_count() <= before
 
 
@@ -139,13 +146,16 @@ def test_stream_is_bounded_and_stops_when_closed():
     loaded = []
     stream = Stream(lambda xs: [xs[0]], lambda i: (loaded.append(i) or np.zeros(1), None), batch=2, workers=2,
                     depth=4)
+    existing = set(threading.enumerate())
     it = stream.run(range(100_000))
     next(it)
+    # A pause for an unbounded pipeline to show itself; a bounded one stays under the bound however
+    # long it runs, so the machine's load can only make this probe weaker, never make it fail.
     time.sleep(0.3)
     assert len(loaded) < 20  # decoding runs only a bounded distance ahead of the consumer
     it.close()
     n = len(loaded)
-    time.sleep(0.3)
+    _join_threads_started_since(existing)  # after this nothing is left that could load more
     assert len(loaded) <= n + 4
 
 
@@ -178,6 +188,20 @@ def test_parse_shapes_and_percentiles_errors():
         parse_shapes("[3,0,96]")
     assert parse_ints("[50,90,95,99]", "p") == (50, 90, 95, 99)
     assert parse_ints("50, 99.9", "p") == (50, 99)
+
+
+def test_perf_cpu_clock_counts_finer_than_a_short_run():
+    """perf's CPU clock steps far below a one-request run: os.times() counted 10 ms ticks, and a run
+    that used a few ms of CPU read a silent 0.0 %. A step is CPU time between two readings, so the
+    machine's load cannot make it longer."""
+    steps: list[float] = []
+    last = _cpu_seconds()
+    while len(steps) < 5:
+        now = _cpu_seconds()
+        if now != last:
+            steps.append(now - last)
+            last = now
+    assert min(steps) < 1e-3
 
 
 # ------------------------------------------------------------------------------------ image2npz

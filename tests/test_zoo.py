@@ -64,7 +64,7 @@ def test_forward_shapes_width_quarter(name):
         assert float(o.min()) >= 0 and float(o.max()) <= 1  # sigmoid inside
 
 
-@pytest.mark.parametrize("name", M.NAMES)
+@pytest.mark.parametrize("name", [n if n == "unetpp" else pytest.param(n, marks=pytest.mark.slow) for n in M.NAMES])
 def test_onnx_export_matches_torch(name, tmp_path):
     path = E.export_onnx(name, tmp_path / f"{name}.onnx", width=0.25, seed=3)
     proto = onnx.load(path)
@@ -131,6 +131,7 @@ def _train(data, out, steps, **kw):
     return T.train("unetpp", data, out, **args)
 
 
+@pytest.mark.slow  # trains
 def test_train_checkpoint_resume_and_loss(dsb_tiny, tmp_path):
     full = _train(dsb_tiny, tmp_path / "a", 16)
     ck = T.load_checkpoint(full)
@@ -156,6 +157,7 @@ def test_train_checkpoint_resume_and_loss(dsb_tiny, tmp_path):
     assert {p.key: p.value for p in onnx.load(onnx_path).metadata_props}["width"] == "0.125"
 
 
+@pytest.mark.slow  # trains
 def test_precision_is_recorded_and_part_of_the_config(dsb_tiny, tmp_path):
     from deploy.errors import DeployError
     with pytest.raises(DeployError, match="precision must be one of"):
@@ -200,6 +202,7 @@ def test_augmentation_keeps_portraits_upright():
         T.draw_batch(x, y, 2, 0, 0, augment="rot")
 
 
+@pytest.mark.slow  # trains
 def test_portrait_checkpoint_records_hflip(tmp_path):
     from deploy.data.synth import synth_portrait
     data = synth_portrait(tmp_path / "data", n=4, size=64)
@@ -281,6 +284,7 @@ def test_cli_help_and_export(tmp_path):
     assert (tmp_path / "u.onnx").is_file()
 
 
+@pytest.mark.slow  # trains
 def test_prepare_is_idempotent(dsb_tiny, tmp_path):
     import json
 
