@@ -1,5 +1,8 @@
 """The fast TVM CPU backend: NHWC, packed-weight direct and Winograd convs, hand schedules.
 
+layout.py (NHWC graph passes) -> legalize.py (which conv kernel: conv2d, conv2d_transpose, int8, winograd
+on packing.py) -> schedule.py (hand schedules per kernel kind).
+
     target = host_target()
     mod = relax.frontend.onnx.from_onnx(model)           # shape_dict=None keeps the symbolic batch
     mod = optimize(mod, target, "fp32")                  # or "fp16", or "int8" after deploy.compiler.int8
@@ -7,16 +10,12 @@
 """
 from __future__ import annotations
 
-from functools import partial
-
 import tvm
 from tvm import relax
 
 from deploy.compiler.target import host_target
 
-from . import layout, schedule
-from .conv2d import legalize_conv2d
-from .conv2d_transpose import legalize_conv2d_transpose
+from . import layout, legalize, schedule
 from .target import has_features, vector_bits
 
 __all__ = ["build", "optimize", "pipeline", "relax_pipeline", "host_target", "DTYPES"]
@@ -43,10 +42,8 @@ def pipeline(target: tvm.target.Target, dtype: str = "fp32",
     if dtype == "fp16":
         passes += [relax.transform.ToMixedPrecision(out_dtype=fp16_accumulate(target)),
                    layout.FoldConstantsNumpy, relax.transform.CanonicalizeBindings()]
-    legalize = {"relax.nn.conv2d": partial(legalize_conv2d, winograd_min=winograd_min),
-                "relax.nn.conv2d_transpose": legalize_conv2d_transpose}
     passes += [
-        relax.transform.LegalizeOps(customize_legalize_map=legalize),
+        relax.transform.LegalizeOps(customize_legalize_map=legalize.legalize_map(legalize.Options(winograd_min))),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),

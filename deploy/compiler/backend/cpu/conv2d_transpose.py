@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx, topi
 
-from .conv2d import PAD_BLOCK, co_block, const_array, conv_nhwc, lanes, out_dtype_of, pack_weight, upconv_nhwc
+from .conv2d import conv_nhwc, upconv_nhwc
+from .packing import PAD_BLOCK, co_block, const_array, lanes, out_dtype_of, pack_weight
 
 
 def _dilate_pad(x: te.Tensor, s, k, d, pad, out_pad) -> te.Tensor:
@@ -34,23 +35,32 @@ def _topi_nchw(x, w, s, pad, out_pad, groups, dilation, dt):
     return topi.transpose(y, [0, 2, 3, 1])
 
 
-def legalize_conv2d_transpose(bb, call):
-    from . import int8  # noqa: PLC0415 (int8 imports conv2d)
-
-    if int8.is_int8_upconv(call):
-        return int8.legalize_conv2d_transpose(bb, call)
+def _attrs(call):
+    """(strides, dilation, padding, output_padding) as int lists."""
     a = call.attrs
-    s, d = [int(v) for v in a.strides], [int(v) for v in a.dilation]
-    pad, out_pad = [int(v) for v in a.padding], [int(v) for v in a.output_padding]
+    return ([int(v) for v in a.strides], [int(v) for v in a.dilation], [int(v) for v in a.padding],
+            [int(v) for v in a.output_padding])
+
+
+def legalize_generic(bb, call):
+    """Not packable (packing.packable: groups > 1, weights not constant, another layout): TOPI's
+    NCHW kernel between transposes; a call in layouts TOPI lacks stays as it is (ConvertLayout
+    here always yields NHWC/IOHW)."""
+    a = call.attrs
+    if a.data_layout != "NHWC" or a.kernel_layout != "IOHW":
+        return call
+    s, d, pad, out_pad = _attrs(call)
+    return bb.call_te(_topi_nchw, call.args[0], call.args[1], s, pad, out_pad,
+                      int(a.groups), d, out_dtype_of(call), primfunc_name_hint="conv2d_transpose")
+
+
+def legalize(bb, call):
+    """A packable NHWC/IOHW conv2d_transpose: kernel == stride without padding -> the packed
+    up-conv; cropping padding -> TOPI; else the direct conv over the zero-dilated input."""
+    s, d, pad, out_pad = _attrs(call)
     w = const_array(call.args[1])  # IOHW
     dt = out_dtype_of(call)
-    if (w is None or int(a.groups) != 1 or (a.data_layout, a.kernel_layout, a.out_layout)
-            != ("NHWC", "IOHW", "NHWC")):
-        if a.data_layout != "NHWC" or a.kernel_layout != "IOHW":
-            return call  # TOPI only has NCHW/IOHW (ConvertLayout here always yields these)
-        return bb.call_te(_topi_nchw, call.args[0], call.args[1], s, pad, out_pad,
-                          int(a.groups), d, dt, primfunc_name_hint="conv2d_transpose")
-    ci, co, kh, kw = w.shape
+    _, co, kh, kw = w.shape
     b = co_block(co, lanes(dt))
     if [kh, kw] == s and d == [1, 1] and not any(pad) and not any(out_pad):
         wp = relax.const(pack_weight(w.transpose(2, 3, 0, 1), b))   # [CO/B, s, s, CI, B]

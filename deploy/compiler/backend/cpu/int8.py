@@ -2,7 +2,7 @@
 
 The Relax rewrite (deploy.compiler.int8) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` (and the
 kernel == stride `conv2d_transpose`) in the graph; this module legalizes them into the packed
-conv blocks of conv2d.py with the reduction over input channels split in groups of 4 (`rco`,
+conv blocks of packing.py with the reduction over input channels split in groups of 4 (`rco`,
 `rci`) and the weights packed `Wp[co // B, ry, rx, ci // 4, co % B, ci % 4]`, so that one output
 pixel x 16 channels x 4 input channels is exactly one `vpdpbusd` (vnni.py). CI is zero-padded to
 a multiple of 4 (weights and the per-row input copy), CO to the tile as in fp32.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx
 
-from .conv2d import PAD_BLOCK, _packed, co_block, const_array, w_block
+from .packing import PAD_BLOCK, co_block, const_array, packed_conv, w_block
 from .vnni import GROUP, LANES, VNNI_16X4
 
 ACC = "int32"
@@ -62,7 +62,7 @@ def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation) 
     def body(i, h, w, c):
         return te.sum(xp[i, h * sh + ry * dh, w * sw + rx * dw, rco * GROUP + rci].astype(ACC) *
                       wp[c // b, ry, rx, rco, c % b, rci].astype(ACC), axis=[ry, rx, rco, rci])
-    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
+    return packed_conv((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
 
 
 def upconv_nhwc(x: te.Tensor, wp: te.Tensor, co: int) -> te.Tensor:
@@ -79,7 +79,7 @@ def upconv_nhwc(x: te.Tensor, wp: te.Tensor, co: int) -> te.Tensor:
     def body(i, h, w, c):
         return te.sum(xp[i, h // sh, w // sw, rco * GROUP + rci].astype(ACC) *
                       wp[c // b, h % sh, w % sw, rco, c % b, rci].astype(ACC), axis=[rco, rci])
-    return _packed((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
+    return packed_conv((n, oh, owp, nb * b), body, ow, wb, b, co, ACC, ACC, kind=KIND)
 
 
 def _int8_operands(call) -> bool:

@@ -12,7 +12,7 @@ import tvm.sym
 from tvm import s_tir, tirx
 
 from . import int8
-from .conv2d import PAD_BLOCK
+from .packing import PAD_BLOCK
 from .winograd import TILE
 
 WB, CB, KIND = "segdeploy.wb", "segdeploy.cb", "segdeploy.kind"
@@ -212,7 +212,7 @@ SCHEDULES = {"conv": conv, int8.KIND: conv, "winograd": winograd, "generic": gen
 
 def classify(sch: s_tir.Schedule):
     """(kind, anchor block) of a PrimFunc: the "segdeploy.kind" annotation of its one anchor block
-    (set by conv2d.tile_attrs for the direct, int8 and Winograd-GEMM kernels) when SCHEDULES has a
+    (set by packing.tile_attrs for the direct, int8 and Winograd-GEMM kernels) when SCHEDULES has a
     schedule of that kind; ("generic", None) when no block, or more than one, carries a kind."""
     anchors = [b for b in _blocks(sch) if KIND in sch.get(b).annotations]
     if len(anchors) != 1 or str(sch.get(anchors[0]).annotations[KIND]) not in SCHEDULES:

@@ -1,7 +1,7 @@
 """Winograd F(4x4, 3x3) for stride-1 3x3 convs: 36 instead of 144 MACs per 4x4 output tile.
 
     V = Bt d B   (input tiles 6x6, per channel)      separable, sparse coefficients
-    M = V . U    (36 independent CI x CO GEMMs)      the packed micro-kernel of conv2d.py
+    M = V . U    (36 independent CI x CO GEMMs)      the packed micro-kernel (packing.py)
     Y = At M A   (4x4 output tiles)                  separable
 U = G g Gt is computed in numpy at compile time and packed [CO/B, 6, 6, CI, B]. The transforms
 are written as Select chains over the tile axes; the schedule unrolls those axes, so each
@@ -10,9 +10,9 @@ element becomes a short sum with constant coefficients (no multiplications by ze
 from __future__ import annotations
 
 import numpy as np
-from tvm import te, tirx
+from tvm import relax, te, tirx
 
-from .conv2d import PAD_BLOCK, nbytes, tile_attrs, w_block
+from .packing import PAD_BLOCK, co_block, const_array, lanes, nbytes, out_dtype_of, pack_weight, tile_attrs, w_block
 
 TILE, ALPHA = 4, 6
 GEMM_BLOCK = "winograd_gemm"
@@ -30,6 +30,14 @@ def applicable(kh, kw, strides, dilation, ci, co, out_hw, min_size: int) -> bool
     transformed weights (4x the direct ones) cost more memory traffic than the MACs saved)."""
     return ((kh, kw) == (3, 3) and list(strides) == [1, 1] and list(dilation) == [1, 1]
             and ci >= MIN_CHANNELS and co >= MIN_CHANNELS and min(out_hw) >= max(min_size, 10))
+
+
+def fits(call, min_size: int) -> bool:
+    """`applicable` read off a packable (packing.packable) relax conv2d call."""
+    a = call.attrs
+    kh, kw, ci, co = const_array(call.args[1]).shape
+    return applicable(kh, kw, [int(s) for s in a.strides], [int(d) for d in a.dilation], ci, co,
+                      [int(v) for v in call.ty.shape.values[1:3]], min_size)
 
 
 def weight_transform(w_hwio: np.ndarray) -> np.ndarray:
@@ -83,3 +91,13 @@ def conv3x3_winograd(x: te.Tensor, up: te.Tensor, co: int, padding, acc: str,
         AT, q, lambda k: y1[i, t, s, r, k, o]), name="winograd_y")
     return te.compute((n, oh, ow, co), lambda i, h, w, o: y[
         i, h // TILE, w // TILE, h % TILE, w % TILE, o].astype(out_dtype), name="winograd_out")
+
+
+def legalize(bb, call):
+    """A conv2d that `fits` -> conv3x3_winograd on U packed [CO/B, 6, 6, CI, B]; the transforms
+    amplify rounding (x8 on fp16 U): U and the accumulation stay fp32."""
+    w = const_array(call.args[1])
+    co = w.shape[3]
+    up = relax.const(pack_weight(weight_transform(w.astype("float32")), co_block(co, lanes("float32"))))
+    return bb.call_te(conv3x3_winograd, call.args[0], up, co, [int(p) for p in call.attrs.padding], "float32",
+                      out_dtype_of(call), primfunc_name_hint="conv2d_winograd")
