@@ -20,7 +20,7 @@ from tvm import relax  # noqa: E402
 from tvm.relax.frontend.onnx import from_onnx  # noqa: E402
 
 import onnx_graphs as G  # noqa: E402
-from deploy.compiler import compile_build, int8  # noqa: E402
+from deploy.compiler import compile_build, qdq_to_integer  # noqa: E402
 from deploy.io import sha256_files  # noqa: E402
 from deploy.compiler.backend import cpu  # noqa: E402
 from deploy.compiler.backend.cpu.target import has_features  # noqa: E402
@@ -180,8 +180,8 @@ def op_names(mod: tvm.IRModule) -> set[str]:
                                         (TensorProto.UINT8, True)], ids=["unsigned", "signed", "upconv"])
 def test_qdq_conv_becomes_integer_and_matches_onnxruntime(act, upconv, target):
     model = qdq_conv_model(act, upconv=upconv)
-    mod = int8.to_integer()(from_onnx(model, keep_params_in_input=False))
-    assert int8.count_integer_convs(mod) == 1
+    mod = qdq_to_integer.to_integer()(from_onnx(model, keep_params_in_input=False))
+    assert qdq_to_integer.count_integer_convs(mod) == 1
     assert not op_names(mod) & {"relax.quantize", "relax.dequantize"}
     vm, _, _ = build(mod, target)
     # inputs spread over the whole int8/uint8 range and beyond (clipping); signed ones reach -128
@@ -202,15 +202,16 @@ def test_qdq_conv_becomes_integer_and_matches_onnxruntime(act, upconv, target):
 
 def test_signed_upconv_stays_float():
     """A k2s2 ConvTranspose of a signed tensor is left to the float path (same numbers as QDQ)."""
-    mod = int8.to_integer()(from_onnx(qdq_conv_model(TensorProto.INT8, upconv=True), keep_params_in_input=False))
-    assert int8.count_integer_convs(mod) == 0 and "relax.nn.conv2d_transpose" in op_names(mod)
+    model = qdq_conv_model(TensorProto.INT8, upconv=True)
+    mod = qdq_to_integer.to_integer()(from_onnx(model, keep_params_in_input=False))
+    assert qdq_to_integer.count_integer_convs(mod) == 0 and "relax.nn.conv2d_transpose" in op_names(mod)
 
 
 def test_signed_input_pad_stays_nhwc(target):
     """The zero-point pad of a signed input is converted to NHWC with the conv (no transposes)."""
     from deploy.compiler.backend.cpu import layout
     model = qdq_conv_model(TensorProto.INT8, float_conv_first=True)
-    mod = int8.to_integer()(from_onnx(model, keep_params_in_input=False))
+    mod = qdq_to_integer.to_integer()(from_onnx(model, keep_params_in_input=False))
     with target:
         mod = tvm.transform.Sequential(layout.graph_passes())(mod)
     pads, perms = [], []

@@ -4,27 +4,25 @@ Stages (a tqdm bar on stderr follows them; compile.log records each with its tim
 load ONNX → prepare (inputs vs YAML, then deploy.compiler.prepare) → check (operators) → target →
 calibrate (int8 only: calibration plan and QDQ model, deploy.compiler.quantized) → import (Relax,
 symbolic batch or one entry per size; int8 imports the QDQ model) → optimize (int8: QDQ → integer
-convs, deploy.compiler.int8; then the CPU backend for llvm targets, TVM's stock passes for cuda) →
-build (tvm.compile) → export (mod.so) → verify (load the new library with the runtime and run a
-zero batch, on this CPU when the target can run here; CUDA kernels are test-compiled with nvcc) →
-write mod.json + compile.log (int8: + mod.qdq.onnx, calibration.json) and swap the folder in atomically.
+convs, deploy.compiler.qdq_to_integer; then the target's backend, deploy.compiler.backend: cpu for
+llvm, cuda) → build (tvm.compile) → export (mod.so) → verify (by the backend: cpu loads the new
+library with the runtime and runs a zero batch when the target can run here; cuda test-compiles
+the kernels with nvcc) → write mod.json + compile.log (int8: + mod.qdq.onnx, calibration.json) and
+swap the folder in atomically.
 Nothing is written to the workspace before the build succeeds (a bad YAML, ONNX or target
 creates no folder); from the export on, files go to a temporary folder swapped in at the end.
 """
 from __future__ import annotations
 
 import datetime as _dt
-from collections import Counter
-import shutil
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from deploy.compiler import artifact, fp16_range, onnx_import, ops_scan, prepare
 from deploy.compiler import target as targets
+from deploy.compiler.backend import backend_for
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
 from deploy.tvm_env import import_tvm
@@ -112,6 +110,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             spec = target if target is not None else cfg.backend.target
             source = "--target" if target is not None else f"{cfg.source}: backend.compile.target"
             tgt = targets.resolve_target(spec, source, log)
+            backend = backend_for(tgt)
         q8 = None
         if int8:
             with log.stage("calibrate", bar):
@@ -126,10 +125,10 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 params, outs = [[([None, *s[1:]] if s and s[0] == b else s, dt) for s, dt in sig]
                                 for sig in (params, outs)]
         with log.stage("optimize", bar):
-            mod, pipeline = _optimize(mod, tgt, cfg.backend.dtype, log)
+            mod = _optimize(mod, backend, tgt, cfg.backend.dtype, log)
         with log.stage("build", bar):
             with tvm.transform.PassContext(opt_level=3):
-                ex = tvm.compile(mod, tgt, relax_pipeline=_relax_pipeline(tgt))
+                ex = tvm.compile(mod, tgt, relax_pipeline=backend.relax_pipeline())
         # files: a temporary folder next to the suite, swapped in only when complete
         with artifact.staging(cfg.artifact_dir) as tmp:
             prefix_name = cfg.prefix.name
@@ -138,7 +137,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 ex.export_library(str(so_path))
                 log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
             calibration = {"files": 0, "sha256": None} if q8 is None else q8.record()
-            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline)
+            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, backend)
             if overflow is not None:
                 meta["fp16_overflow"] = overflow
             if q8 is not None:
@@ -147,7 +146,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             meta_path = tmp / f"{prefix_name}.json"
             artifact.write_json(meta_path, meta)
             with log.stage("verify", bar):
-                device_code = _verify(tmp / prefix_name, tgt, ex, meta, log)
+                device_code = _verify(backend, tmp / prefix_name, tgt, ex, log)
                 if device_code is not None:
                     meta["device_code"] = device_code
             with log.stage("write", bar):
@@ -175,42 +174,17 @@ def _lower_int8(cfg: BuildConfig, model, tgt, recalibrate: bool, log, progress: 
     return q8
 
 
-def _relax_pipeline(tgt):
-    """The CPU backend's build pipeline (tvm.compile's default plus a no-alias fix for the
-    symbolic-batch shape_func, without which fp16 convs run 2.2x slower); default elsewhere."""
-    if tgt.kind.name != "llvm":
-        return "default"
-    from deploy.compiler.backend import cpu as backend
-    return backend.relax_pipeline()
-
-
-def _optimize(mod, tgt, dtype: str, log) -> tuple:
-    """Our CPU backend for llvm targets; other targets (cuda) get TVM's stock passes and the
-    default GPU pipeline of tvm.compile. Returns (module, pipeline name)."""
-    tvm = import_tvm()
-    from tvm import relax
+def _optimize(mod, backend, tgt, dtype: str, log):
+    """int8: the QDQ → integer conv rewrite first (target-independent); then the target's backend."""
     if dtype == "int8":  # _lower_int8 admitted only llvm targets with VNNI
-        from deploy.compiler import int8
-        mod = int8.to_integer()(mod)
-        log(f"optimize: int8: {int8.count_integer_convs(mod)} integer convs (deploy.compiler.int8)")
-    if tgt.kind.name == "llvm":
-        from deploy.compiler.backend import cpu as backend
-        log(f"optimize: deploy.compiler.backend.cpu.optimize ({dtype})")
-        mod = backend.optimize(mod, tgt, dtype)
-        kinds = Counter(str(f.attrs["segdeploy.schedule"]) for f in mod.functions.values()
-                        if isinstance(f, tvm.tirx.PrimFunc) and "segdeploy.schedule" in f.attrs)
-        log("optimize: schedules " + ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items())))
-        return mod, "deploy.compiler.backend.cpu"
-    seq = [relax.transform.DecomposeOpsForInference(), relax.transform.FoldConstant()]
-    if dtype == "fp16":
-        seq.append(relax.transform.ToMixedPrecision(out_dtype="float16"))
-    with tgt:
-        mod = tvm.transform.Sequential(seq)(mod)
-    log(f"optimize: stock passes {[p.info.name for p in seq]}, then tvm.compile's default pipeline")
-    return mod, "tvm-default"
+        from deploy.compiler import qdq_to_integer
+        mod = qdq_to_integer.to_integer()(mod)
+        log(f"optimize: int8: {qdq_to_integer.count_integer_convs(mod)} integer convs "
+            f"(deploy.compiler.qdq_to_integer)")
+    return backend.optimize(mod, tgt, dtype, log=log)
 
 
-def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, pipeline) -> dict:
+def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, backend) -> dict:
     """The `<prefix>.json` content (layout in deploy.compiler.artifact); `compile` is added last."""
     tvm = import_tvm()
     import tvm_ffi
@@ -230,10 +204,10 @@ def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibrati
         "batch_sizes": entry["sizes"],
         "dtype": cfg.backend.dtype,
         "target": targets.target_json(tgt),
-        "device": "cuda" if tgt.kind.name == "cuda" else "cpu",
+        "device": backend.DEVICE,
         "target_features": targets.required_features(tgt),
         "tvm": {"version": tvm.__version__, "ffi_version": tvm_ffi.__version__},
-        "pipeline": pipeline,
+        "pipeline": backend.PIPELINE,
         "sources": {
             "onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
             "build_yaml": {"path": str(cfg.source), "sha256": artifact.sha256_file(cfg.source)},
@@ -243,67 +217,10 @@ def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibrati
     }
 
 
-def _verify(prefix: Path, tgt, ex, meta: dict, log) -> dict | None:
-    """CPU: run the exported library once through the runtime. CUDA: test-compile the kernels."""
-    if tgt.kind.name == "cuda":
-        return _check_cuda(tgt, ex, log)
-    if not targets.runs_here(tgt):
-        log("verify: skipped (the target's code cannot run on this CPU)")
-        return None
-    from deploy.runtime.model import Model
-    m = Model(prefix)
-    n = (meta["batch_sizes"] or [1])[0]
-    x = {i.name: np.zeros((n,) + tuple(i.shape[1:]), np.float32) for i in m.inputs}
-    t0 = time.perf_counter()
-    outs = m.run(x)
-    log(f"verify: batch {n} of zeros ran in {time.perf_counter() - t0:.3f}s (first run)")
-    for info, o in zip(m.outputs, outs):
-        want = tuple(n if d is None else d for d in info.shape)
-        if o.shape != want:
-            raise DeployError(f"verify: output {info.name} has shape {o.shape}, expected {want} (internal error)")
-        if not np.isfinite(o).all():
-            log(f"verify: WARNING output {info.name} has non-finite values for a zero input")
-    return None
-
-
-def _check_cuda(tgt, ex, log) -> dict:
-    """CUDA libraries carry the kernels as CUDA C source that TVM compiles when the library is
-    loaded on a GPU (NVRTC or nvcc). Here: compile them once with nvcc to catch errors now."""
-    info = {"format": "cuda-source",
-            "loaded_with": "tvm_callback_cuda_compile at load: NVRTC (pip install cuda-bindings) or nvcc "
-                           "(TVM_CUDA_COMPILE_MODE=nvcc)",
-            "checked_with": None}
-    srcs = []
-
-    def walk(m):
-        if m.kind == "cuda":
-            srcs.append(m.inspect_source("cuda"))
-        for sub in m.imports_:
-            walk(sub)
-    walk(ex.mod)
-    nvcc = shutil.which("nvcc")  # what tvm.support.nvcc runs
-    if not srcs:
-        log("verify: no CUDA kernels found in the library")
-        return info
-    if nvcc is None:
-        msg = ("verify: CUDA kernels NOT test-compiled: nvcc not found (install the CUDA toolkit, or check on the GPU "
-               "machine); the library carries CUDA source and compiles it when loaded there")
-        log(msg)
-        print(msg.replace("verify: ", "warning: "), file=sys.stderr)
-        return info
-    from tvm.support import nvcc as tvm_nvcc
-    import subprocess
-    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1:]
-    t0 = time.perf_counter()
-    with tgt:
-        for src in srcs:
-            try:
-                tvm_nvcc.compile_cuda(src, target_format="fatbin", compiler="nvcc")
-            except Exception as e:
-                raise DeployError(f"CUDA kernels failed to compile with nvcc for {tgt.attrs['arch']}: {e}") from e
-    info["checked_with"] = f"nvcc ({version[0] if version else nvcc}) for {tgt.attrs['arch']}"
-    log(f"verify: CUDA kernels compiled with nvcc in {time.perf_counter() - t0:.2f}s")
-    return info
+def _verify(backend, prefix: Path, tgt, ex, log) -> dict | None:
+    """The backend checks the exported library (runs it here when this machine can); returns
+    mod.json's device_code, or None."""
+    return backend.verify(prefix, tgt, ex, log, targets.runs_here(tgt))
 
 
 def _host_cpu() -> str | None:

@@ -3,7 +3,7 @@
 `check_target(cfg, target)` refuses, before any calibration, a target without AVX-512 VNNI or a
 skip_dtype other than fp32. `prepare(cfg, model, recalibrate, progress)` runs deploy.quantize.plan
 (or reuses the suite's calibration.json) and makes the QDQ model (deploy.quantize.qdq.to_qdq) that
-the compiler imports and deploy.compiler.int8 turns into integer convs. `Quantized.record()` is
+the compiler imports and deploy.compiler.qdq_to_integer turns into integer convs. `Quantized.record()` is
 mod.json's `sources.calibration`: the image count and the plan's digest of the calibration set
 (deploy.io.sha256_files, the same one calibration.json is keyed by). `Quantized.write(folder)` puts into the suite:
     mod.qdq.onnx       the QDQ model with the chosen scales (inspectable; onnxruntime runs it as

@@ -5,22 +5,34 @@ on packing.py) -> schedule.py (hand schedules per kernel kind).
 
     target = host_target()
     mod = relax.frontend.onnx.from_onnx(model)           # shape_dict=None keeps the symbolic batch
-    mod = optimize(mod, target, "fp32")                  # or "fp16", or "int8" after deploy.compiler.int8
+    mod = optimize(mod, target, "fp32")                  # or "fp16", or "int8" after deploy.compiler.qdq_to_integer
     ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline())    # == build(mod, target, dtype)
 """
 from __future__ import annotations
 
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
 import tvm
 from tvm import relax
 
 from deploy.compiler.target import host_target
+from deploy.errors import DeployError
+from deploy.runtime.model import Model
 
 from . import layout, legalize, schedule
 from .target import has_features, vector_bits
 
-__all__ = ["build", "optimize", "pipeline", "relax_pipeline", "host_target", "DTYPES"]
+__all__ = ["build", "optimize", "pipeline", "relax_pipeline", "verify", "host_target", "DTYPES", "PIPELINE",
+           "DEVICE"]
 
-DTYPES = ("fp32", "fp16", "int8")   # int8: integer convs (deploy.compiler.int8.to_integer), the rest fp32
+PIPELINE = "deploy.compiler.backend.cpu"   # what mod.json's "pipeline" records
+DEVICE = "cpu"                             # mod.json "device": what the runtime opens
+
+DTYPES = ("fp32", "fp16", "int8")   # int8: integer convs (deploy.compiler.qdq_to_integer.to_integer), the rest fp32
 WINOGRAD_MIN = 24
 
 
@@ -54,11 +66,17 @@ def pipeline(target: tvm.target.Target, dtype: str = "fp32",
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
-             winograd_min: int | None = WINOGRAD_MIN) -> tvm.IRModule:
+             winograd_min: int | None = WINOGRAD_MIN, log: Callable[[str], None] = lambda msg: None) -> tvm.IRModule:
     """Apply `pipeline(...)` under the target; the result goes to
-    `tvm.compile(mod, target, relax_pipeline=relax_pipeline())`."""
+    `tvm.compile(mod, target, relax_pipeline=relax_pipeline())`. `log` gets which schedule each
+    kernel got (compile.log: a conv that fell back to "generic" shows there)."""
+    log(f"optimize: deploy.compiler.backend.cpu.optimize ({dtype})")
     with target:
-        return pipeline(target, dtype, winograd_min)(mod)
+        mod = pipeline(target, dtype, winograd_min)(mod)
+    kinds = Counter(str(f.attrs["segdeploy.schedule"]) for f in mod.functions.values()
+                    if isinstance(f, tvm.tirx.PrimFunc) and "segdeploy.schedule" in f.attrs)
+    log("optimize: schedules " + ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items())))
+    return mod
 
 
 @tvm.transform.module_pass(opt_level=0, name="segdeploy.MarkNoAlias")
@@ -84,3 +102,25 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
     """optimize + tvm.compile -> relax Executable (ex.export_library(...) to save)."""
     return tvm.compile(optimize(mod, target, dtype, winograd_min), target,
                        relax_pipeline=relax_pipeline())
+
+
+def verify(prefix: Path, target: tvm.target.Target, ex, log: Callable[[str], None], runs_here: bool) -> None:
+    """Run the exported library once through the runtime, on a zero batch of the first compiled
+    size, when this CPU can run the target's code (`target` and `ex` are not needed: the runtime
+    loads what was exported). Nothing goes to mod.json's device_code (None)."""
+    if not runs_here:
+        log("verify: skipped (the target's code cannot run on this CPU)")
+        return None
+    m = Model(prefix)
+    n = (m.meta["batch_sizes"] or [1])[0]
+    x = {i.name: np.zeros((n,) + tuple(i.shape[1:]), np.float32) for i in m.inputs}
+    t0 = time.perf_counter()
+    outs = m.run(x)
+    log(f"verify: batch {n} of zeros ran in {time.perf_counter() - t0:.3f}s (first run)")
+    for info, o in zip(m.outputs, outs):
+        want = tuple(n if d is None else d for d in info.shape)
+        if o.shape != want:
+            raise DeployError(f"verify: output {info.name} has shape {o.shape}, expected {want} (internal error)")
+        if not np.isfinite(o).all():
+            log(f"verify: WARNING output {info.name} has non-finite values for a zero input")
+    return None

@@ -1,6 +1,6 @@
 """int8 conv2d (NHWC): u8 activations x s8 weights -> s32, tensorized with AVX-512 VNNI.
 
-The Relax rewrite (deploy.compiler.int8) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` (and the
+The Relax rewrite (deploy.compiler.qdq_to_integer) leaves `conv2d(x_u8, w_s8, out_dtype="int32")` (and the
 kernel == stride `conv2d_transpose`) in the graph; this module legalizes them into the packed
 conv blocks of packing.py with the reduction over input channels split in groups of 4 (`rco`,
 `rci`) and the weights packed `Wp[co // B, ry, rx, ci // 4, co % B, ci % 4]`, so that one output
