@@ -14,11 +14,11 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from deploy.compiler import compile_build
-from deploy.compiler.artifact import process_ops_from_json
 from deploy.compiler.ops_scan import UnsupportedOpsError, frontend_ops, supported_ops
 from deploy.compiler.target import parse_target_spec
 from deploy.config import load_build_config
 from deploy.errors import ConfigError, UnsupportedError
+from deploy.runtime.suite import process_ops_from_json
 from onnx_graphs import conv_graph, misc_graph, ort_run
 
 REPO = Path(__file__).resolve().parents[1]

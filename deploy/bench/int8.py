@@ -48,7 +48,7 @@ def run(work: Path, batches=(1, 8), runs: int = 20, model: str = MODEL) -> dict:
     from deploy.compiler import compile_build
     from deploy.quantize import plan
     from deploy.quantize.qdq import ort_quantize_static
-    from deploy.runtime.model import read_meta
+    from deploy.runtime.suite import read_meta
 
     onnx_path = models.bench_onnx(model, work)
     cfg = _config(model, onnx_path, work)

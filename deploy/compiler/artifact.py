@@ -1,31 +1,5 @@
-"""The compiled model suite on disk, and how it is written.
-
-Layout (`cfg.artifact_dir`, `<workspace>/<name>/` for the current YAML schema):
-
-    <name>/
-      mod.so        TVM library: Relax VM bytecode + kernels, weights bound inside as constants
-      mod.json      description (below); the runtime needs both files, found by the prefix .../mod
-      compile.log   what the compile did: target, stages and timings, warnings, kernel schedules
-      int8 only:
-      mod.qdq.onnx      the "ideal" int8 model with the chosen scales (QDQ), runnable in onnxruntime
-      calibration.json  thresholds + hashes; reused by a rebuild with the same ONNX and images
-
-`mod.json` (schema_version 1):
-    schema_version, name, library ("mod.so"),
-    inputs / outputs: [{name, shape, dtype}] — shape NCHW with null for the batch when it is not
-        fixed; dtype is what Model.run takes/returns (float32);
-    main_output: the prediction head (ONNX metadata `main_output`, else the first output);
-    batch: {symbolic, sizes, functions} — functions maps "*" (any N) or each size to its VM entry;
-    batch_sizes: null or the compiled sizes;
-    dtype: backend dtype (fp32 | fp16 | int8);
-    target (TVM JSON target), device (cpu | cuda), target_features (CPU features the code may use),
-    device_code (cuda only: how kernels are carried and what checked them);
-    tvm: {version, ffi_version}; pipeline: which optimisation path ran;
-    sources: {onnx, build_yaml: {path, sha256}, calibration: {files, sha256}} (calibration empty
-        — 0 files, sha256 null — unless int8);
-    preprocess: cfg.dataset.process_ops as [{type, **fields}];
-    quantization (int8 only): the plan's summary (mode, quantized and skipped convs with reasons);
-    compile: {seconds, finished_at (UTC ISO), stages {name: seconds}, host}.
+"""How a compiled model suite is written: its folder swapped in atomically (what the suite holds and
+the schema of its description: deploy.runtime.suite).
 
 Atomicity: everything is written into a hidden temporary folder next to the artifact folder
 (`.<name>.tmp-XXXX`), then swapped in with one rename (Linux renameat2 RENAME_EXCHANGE where
@@ -36,44 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import errno
-import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterator
 
-from deploy.config import ops as ops_mod
 from deploy.errors import DeployError
 from deploy.io import sha256_file  # noqa: F401  (the sources' digests; compile.py calls artifact.sha256_file)
-
-
-# ---- preprocessing spec ---------------------------------------------------------------------
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def process_ops_to_json(ops: Iterable[Any]) -> list[dict]:
-    """Typed process ops → [{"type": <class name>, **fields}] (tuples as lists)."""
-    return [{"type": type(op).__name__, **{f.name: _plain(getattr(op, f.name)) for f in dataclasses.fields(op)}}
-            for op in ops]
-
-
-def process_ops_from_json(items: Iterable[dict]) -> tuple:
-    """Inverse of process_ops_to_json."""
-    out = []
-    for item in items:
-        item = dict(item)
-        cls = getattr(ops_mod, item.pop("type"))
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}
-        out.append(cls(**kwargs))
-    return tuple(out)
 
 
 # ---- atomic write ---------------------------------------------------------------------------
@@ -154,17 +99,3 @@ def staging(final: Path) -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-
-def dumps(data: Any) -> str:
-    """Indented JSON with lists of scalars (shapes, features, mean/std) kept on one line."""
-    text = json.dumps(data, indent=2)
-
-    def inline(m: re.Match) -> str:
-        items = [line.strip().rstrip(",") for line in m.group(1).strip().splitlines()]
-        return "[" + ", ".join(items) + "]"
-    return re.sub(r"\[((?:\s*(?:-?[\d.eE+-]+|null|true|false|\"[^\"\n]*\"),?)+\s*)\]", inline, text)
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(dumps(data) + "\n")

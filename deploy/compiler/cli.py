@@ -22,7 +22,7 @@ def compile_cmd(build_yaml: str, dtype: str | None, target: str | None, recalibr
                 progress: bool | None) -> None:
     """Compile the ONNX model a build YAML names into <workspace>/<name>/ (mod.so, mod.json, compile.log)."""
     from deploy.compiler.compile import compile_build
-    from deploy.runtime.model import read_meta
+    from deploy.runtime.suite import read_meta
 
     cfg = load_build_config(build_yaml)
     prefix = compile_build(cfg, dtype=dtype, target=target, recalibrate=recalibrate, progress=progress)

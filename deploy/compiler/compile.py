@@ -1,4 +1,4 @@
-"""`compile_build(cfg)`: build YAML → compiled model suite (see deploy.compiler.artifact).
+"""`compile_build(cfg)`: build YAML → compiled model suite (see deploy.runtime.suite).
 
 Stages (a tqdm bar on stderr follows them; compile.log records each with its time):
 load ONNX → prepare (inputs vs YAML, then deploy.compiler.prepare) → check (operators) → target →
@@ -25,8 +25,8 @@ from deploy.compiler import target as targets
 from deploy.compiler.backend import backend_for
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
+from deploy.runtime import suite
 from deploy.tvm_env import import_tvm
-from deploy.runtime.model import SCHEMA_VERSION
 
 STAGES = ("load", "prepare", "check", "target", "calibrate", "import", "optimize", "build", "export", "verify", "write")
 
@@ -143,8 +143,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
             if q8 is not None:
                 q8.write(tmp, prefix_name)
                 meta["quantization"] = q8.summary(prefix_name)
-            meta_path = tmp / f"{prefix_name}.json"
-            artifact.write_json(meta_path, meta)
+            suite.write_meta(tmp / prefix_name, meta)
             with log.stage("verify", bar):
                 device_code = _verify(backend, tmp / prefix_name, tgt, ex, log)
                 if device_code is not None:
@@ -153,7 +152,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 meta["compile"] = {"seconds": round(time.perf_counter() - started, 3),
                                    "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                    "stages": dict(log.stages), "host": _host_cpu()}
-                artifact.write_json(meta_path, meta)
+                suite.write_meta(tmp / prefix_name, meta)
                 log(f"compiled in {meta['compile']['seconds']:.2f}s → {cfg.artifact_dir / prefix_name}")
                 (tmp / "compile.log").write_text(log.text())
     finally:
@@ -185,36 +184,24 @@ def _optimize(mod, backend, tgt, dtype: str, log):
 
 
 def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, backend) -> dict:
-    """The `<prefix>.json` content (layout in deploy.compiler.artifact); `compile` is added last."""
+    """The `<prefix>.json` content (schema: deploy.runtime.suite); later stages add fields."""
     tvm = import_tvm()
     import tvm_ffi
     ins = onnx_import.graph_inputs(model)
     onames = [o.name for o in onnx_import.graph_outputs(model)]
     meta_props = {p.key: p.value for p in model.metadata_props}
     main_output = meta_props.get("main_output") if meta_props.get("main_output") in onames else onames[0]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "name": cfg.name,
-        "library": f"{cfg.prefix.name}.so",
-        "inputs": [{"name": t.name, "shape": shape, "dtype": "float32", "layout": "NCHW"}
-                   for t, (shape, _) in zip(ins, params)],
-        "outputs": [{"name": name, "shape": shape, "dtype": "float32"} for name, (shape, _) in zip(onames, outs)],
-        "main_output": main_output,
-        "batch": entry,
-        "batch_sizes": entry["sizes"],
-        "dtype": cfg.backend.dtype,
-        "target": targets.target_json(tgt),
-        "device": backend.DEVICE,
-        "target_features": targets.required_features(tgt),
-        "tvm": {"version": tvm.__version__, "ffi_version": tvm_ffi.__version__},
-        "pipeline": backend.PIPELINE,
-        "sources": {
-            "onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
-            "build_yaml": {"path": str(cfg.source), "sha256": artifact.sha256_file(cfg.source)},
-            "calibration": calibration,
-        },
-        "preprocess": artifact.process_ops_to_json(cfg.dataset.process_ops),
-    }
+    return suite.description(
+        cfg.prefix, name=cfg.name,
+        inputs=[(t.name, shape) for t, (shape, _) in zip(ins, params)],
+        outputs=[(name, shape) for name, (shape, _) in zip(onames, outs)],
+        main_output=main_output, batch=entry, dtype=cfg.backend.dtype, target=targets.target_json(tgt),
+        device=backend.DEVICE, target_features=targets.required_features(tgt),
+        tvm={"version": tvm.__version__, "ffi_version": tvm_ffi.__version__}, pipeline=backend.PIPELINE,
+        sources={"onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
+                 "build_yaml": {"path": str(cfg.source), "sha256": artifact.sha256_file(cfg.source)},
+                 "calibration": calibration},
+        preprocess=suite.process_ops_to_json(cfg.dataset.process_ops))
 
 
 def _verify(backend, prefix: Path, tgt, ex, log) -> dict | None:

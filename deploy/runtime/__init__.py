@@ -1,7 +1,7 @@
 """Runtime: load a compiled model suite by its prefix and run it (numpy in, numpy out).
 
 `import deploy.runtime` imports nothing heavy; TVM (without torch) is imported when a Model is
-first created.
+first created. The suite's files and description schema: deploy.runtime.suite.
 """
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING
 __all__ = ["Model", "TensorInfo", "ArtifactError", "read_meta", "artifact_paths", "SCHEMA_VERSION"]
 
 if TYPE_CHECKING:
-    from deploy.runtime.model import SCHEMA_VERSION, ArtifactError, Model, TensorInfo, artifact_paths, read_meta
+    from deploy.runtime.model import Model, TensorInfo
+    from deploy.runtime.suite import SCHEMA_VERSION, ArtifactError, artifact_paths, read_meta
 
 
 def __getattr__(name: str):
-    if name in __all__:
+    if name in ("Model", "TensorInfo"):
         from deploy.runtime import model
         return getattr(model, name)
+    if name in __all__:
+        from deploy.runtime import suite
+        return getattr(suite, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

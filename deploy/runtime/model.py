@@ -1,8 +1,8 @@
 """`Model(prefix)`: load a compiled model suite (`<prefix>.so` + `<prefix>.json`) and run it.
 
 The prefix is the vendor runtime's `--model_prefix_path` (e.g. `workspace/unetpp/mod`): the
-library is `<prefix>.so`, its description `<prefix>.json` (see deploy.compiler.artifact for the
-layout). The library holds the weights as constants and one Relax VM entry function per batch
+library is `<prefix>.so`, its description `<prefix>.json` (see deploy.runtime.suite for the
+layout and schema). The library holds the weights as constants and one Relax VM entry function per batch
 plan: `main` for a symbolic batch (any N), or `main_b<N>` per size when the build listed
 `backend.compile.batch_sizes`.
 
@@ -19,7 +19,6 @@ at a time (a lock); use one Model per thread for concurrent inference.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
@@ -31,14 +30,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from deploy.errors import DeployError, UnsupportedError
+from deploy.runtime.suite import ArtifactError, existing_paths, read_meta
 from deploy.tvm_env import host_lacks, import_tvm, llvm_host_cpu, resolve_threads, set_num_threads, threads_in_force
 
-SCHEMA_VERSION = 1          # of <prefix>.json; bumped on incompatible changes
 _STAGED_SHAPES = 4          # input shapes whose device tensors are kept for reuse
-
-
-class ArtifactError(DeployError):
-    """A compiled model suite is missing, incomplete, from a newer schema or cannot run here."""
 
 
 class TensorInfo(NamedTuple):
@@ -75,40 +70,6 @@ def _loadable(so_path: Path) -> Path:
     return alias
 
 
-def artifact_paths(prefix: str | Path) -> tuple[Path, Path]:
-    """(`<prefix>.so`, `<prefix>.json`): the suffix is appended, never substituted."""
-    prefix = Path(prefix)
-    return prefix.with_name(prefix.name + ".so"), prefix.with_name(prefix.name + ".json")
-
-
-def read_meta(prefix: str | Path) -> dict:
-    """The parsed `<prefix>.json`, checked for a schema this runtime understands."""
-    _, meta_path = artifact_paths(prefix)
-    if not meta_path.is_file():
-        raise ArtifactError(_missing_message(Path(prefix), [meta_path]))
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{meta_path}: not a readable model description: {e}") from e
-    version = meta.get("schema_version") if isinstance(meta, dict) else None
-    if not isinstance(version, int):
-        raise ArtifactError(f"{meta_path}: no schema_version: not written by `deploy compile`")
-    if version > SCHEMA_VERSION:
-        raise ArtifactError(f"{meta_path}: schema_version {version} is newer than this runtime's "
-                            f"({SCHEMA_VERSION}); update segdeploy or recompile the model")
-    return meta
-
-
-def _missing_message(prefix: Path, missing: list[Path]) -> str:
-    names = " and ".join(str(p) for p in missing)
-    msg = f"model prefix {prefix}: {names} not found (a model is loaded as <prefix>.so + <prefix>.json)"
-    if prefix.is_dir():
-        found = sorted(p.with_suffix("") for p in prefix.glob("*.json") if p.with_suffix(".so").is_file())
-        if found:
-            msg += f"; {prefix} is a folder: did you mean {found[0]}?"
-    return msg
-
-
 def _infos(items: Sequence[Mapping[str, Any]]) -> list[TensorInfo]:
     return [TensorInfo(str(t["name"]), tuple(None if d is None or isinstance(d, str) else int(d)
                                              for d in t["shape"]), str(t["dtype"])) for t in items]
@@ -124,10 +85,7 @@ class Model:
 
     def __init__(self, prefix: str | Path, num_threads: int | None = None, device_id: int = 0):
         self.prefix = Path(prefix)
-        so_path, meta_path = artifact_paths(self.prefix)
-        missing = [p for p in (so_path, meta_path) if not p.is_file()]
-        if missing:
-            raise ArtifactError(_missing_message(self.prefix, missing))
+        so_path, meta_path = existing_paths(self.prefix)
         self.meta: dict = read_meta(self.prefix)
         try:
             self.inputs: list[TensorInfo] = _infos(self.meta["inputs"])
