@@ -331,3 +331,17 @@ def test_eval_multiclass_confusion(tmp_path):
     assert c["class_iou"][1] is None  # absent from GT and prediction
     assert c["class_iou"][0] == pytest.approx(3 / 7) and c["class_iou"][2] == pytest.approx(8 / 12)
     assert c["mean_iou"] == pytest.approx((3 / 7 + 8 / 12) / 2)
+
+
+def test_histogram_title_fits_its_image():
+    """A long run title shrinks, then gives up its middle, instead of running off the 640-pixel image."""
+    from deploy.tools.draw import fit_text, histogram
+    title = "workspace/deploy_weights/official_unet3p_ds_int8_percentile_run_2026_12_03: per-image IoU (4000 images)"
+    for long in (title, "/data/runs/" * 12 + title):
+        text, scale = fit_text(long, 560, 0.6)
+        assert cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= 560 and scale >= 0.35
+        assert text.endswith("images)") and (text == long or "..." in text)
+    assert "..." in fit_text("/data/runs/" * 12 + title, 560, 0.6)[0]
+    assert fit_text("short", 560, 0.6) == ("short", 0.6)
+    img = histogram([0.5, 0.9], title)
+    assert img.shape == (420, 640, 3) and (img[:30, 600:] < 250).sum() == 0  # nothing drawn in the right margin

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator
 
 from deploy.errors import DeployError
-from deploy.io import sha256_file  # noqa: F401  (the sources' digests; compile.py calls artifact.sha256_file)
 
 
 # ---- atomic write ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from deploy.compiler import target as targets
 from deploy.compiler.backend import backend_for
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
+from deploy.io import sha256_file
 from deploy.runtime import suite
 from deploy.tvm_env import import_tvm
 
@@ -88,7 +89,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
         # everything up to the build happens in memory: a failure there touches no file
         with log.stage("load", bar):
             model = onnx_import.load_onnx(cfg.frontend.checkpoint, yaml=cfg.source)
-            onnx_sha = artifact.sha256_file(cfg.frontend.checkpoint)
+            onnx_sha = sha256_file(cfg.frontend.checkpoint)
             log(f"onnx: {cfg.frontend.checkpoint} sha256 {onnx_sha}, opset "
                 f"{[(o.domain or 'ai.onnx', o.version) for o in model.opset_import]}, producer "
                 f"{model.producer_name} {model.producer_version}")
@@ -199,7 +200,7 @@ def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibrati
         device=backend.DEVICE, target_features=targets.required_features(tgt),
         tvm={"version": tvm.__version__, "ffi_version": tvm_ffi.__version__}, pipeline=backend.PIPELINE,
         sources={"onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
-                 "build_yaml": {"path": str(cfg.source), "sha256": artifact.sha256_file(cfg.source)},
+                 "build_yaml": {"path": str(cfg.source), "sha256": sha256_file(cfg.source)},
                  "calibration": calibration},
         preprocess=suite.process_ops_to_json(cfg.dataset.process_ops))
 

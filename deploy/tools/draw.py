@@ -59,6 +59,24 @@ def overlay(image_rgb: np.ndarray, pred_labels: np.ndarray, gt_fg: np.ndarray | 
     return out
 
 
+def fit_text(text: str, width: int, scale: float, smallest: float = 0.35) -> tuple[str, float]:
+    """(text, font scale) that fits `width` pixels: the scale shrinks down to `smallest`, then the
+    middle of the text gives way to an ellipsis (a run folder's name is often the long part)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def wide(t: str, sc: float) -> int:
+        return cv2.getTextSize(t, font, sc, 1)[0][0]
+
+    while scale > smallest and wide(text, scale) > width:
+        scale = round(scale - 0.05, 2)
+    keep = len(text)
+    short = text
+    while keep > 3 and wide(short, scale) > width:
+        keep -= 1
+        short = text[:keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
+    return short, scale
+
+
 def histogram(values: Sequence[float], title: str, bins: int = 20, size: tuple[int, int] = (420, 640)
               ) -> np.ndarray:
     """(H, W, 3) RGB bar chart of values in [0, 1] (per-image IoU), with axes, counts and a mean line."""
@@ -70,7 +88,8 @@ def histogram(values: Sequence[float], title: str, bins: int = 20, size: tuple[i
     counts, edges = np.histogram(vals, bins=bins, range=(0.0, 1.0))
     peak = max(1, int(counts.max()) if counts.size else 1)
     font, dark = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40)
-    cv2.putText(img, title, (left, 26), font, 0.6, dark, 1, cv2.LINE_AA)
+    text, scale = fit_text(title, w - left - right, 0.6)
+    cv2.putText(img, text, (left, 26), font, scale, dark, 1, cv2.LINE_AA)
     for i, c in enumerate(counts):
         x0 = left + int(pw * i / bins) + 1
         x1 = left + int(pw * (i + 1) / bins) - 1
