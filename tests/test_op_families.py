@@ -65,6 +65,9 @@ FAMILIES = {
     "matmul_attention": lambda g, x: _attention(g, x),
     "depth_to_space": lambda g, x: g.op("SpaceToDepth", [g.op("DepthToSpace", [x], blocksize=2, mode="CRD")],
                                         blocksize=2),
+    "depthwise": lambda g, x: g.conv(g.relu(g.conv(x, C, C, groups=C)), C, C, k=3, stride=2, groups=C),
+    "grouped": lambda g, x: g.conv(x, C, C, k=3, groups=2, dilation=2),
+    "dilated_strided": lambda g, x: g.conv(g.conv(x, C, C, k=3, dilation=2), C, C, k=5, stride=2),
     "expand_tile": lambda g, x: g.op("Add", [x, g.op("Tile", [g.op("ReduceMean", [x], axes=[2], keepdims=1),
                                                               _i64(g, [1, 1, H, 1])])]),
 }
@@ -112,3 +115,16 @@ def test_op_family_compiles_and_matches(family, dtype, tmp_path):
     got = m.run({"input": x})[0]
     scale = max(float(np.abs(ref).max()), 1.0)
     assert float(np.abs(got - ref).max()) / scale < (1e-4 if dtype == "fp32" else 2e-2), family
+
+
+@pytest.mark.parametrize("c,groups,stride", [(48, 48, 1), (96, 96, 2), (24, 24, 1), (64, 4, 1), (36, 3, 2)])
+def test_grouped_convs_get_the_packed_kernel(c, groups, stride, tmp_path):
+    """Depthwise and grouped convs (MobileNet/EfficientNet/ResNeXt encoders) take the register-tiled
+    kernel at channel counts that are and are not multiples of the vector width."""
+    g = G.Graph(c, 14, 13)
+    model = g.model(g.relu(g.conv("input", c, c, k=3, stride=stride, groups=groups)))
+    prefix = compile_build(load_build_config(write_build(tmp_path, model, "grp")), progress=False)
+    x = np.random.default_rng(1).standard_normal((2, c, 14, 13)).astype("float32")
+    ref, got = G.ort_run(model, x)[0], Model(prefix).run({"input": x})[0]
+    assert float(np.abs(got - ref).max()) / max(float(np.abs(ref).max()), 1.0) < 1e-4
+    assert "conv×1" in (prefix.parent / "compile.log").read_text()

@@ -27,8 +27,9 @@ def _pad(x: te.Tensor, pt: int, pl: int, pb: int, pr: int, dtype: str) -> te.Ten
 
 
 def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation,
-              acc: str, out_dtype: str) -> te.Tensor:
-    """out[n,h,w,c] = sum x_pad[n, h*s+ry*d, w*s+rx*d, rc] * wp[c//B, ry, rx, rc, c%B].
+              acc: str, out_dtype: str, groups: int = 1) -> te.Tensor:
+    """out[n,h,w,c] = sum x_pad[n, h*s+ry*d, w*s+rx*d, g(c)*CI/G + rc] * wp[c//B, ry, rx, rc, c%B]
+    with g(c) = c // (CO/G), the group of output channel c (G = 1: a dense conv).
     padding = (top, left, bottom, right)."""
     n, hh, ww, ci = (x.shape[0], *(int(v) for v in x.shape[1:]))
     nb, kh, kw, _, b = (int(v) for v in wp.shape)
@@ -49,10 +50,14 @@ def conv_nhwc(x: te.Tensor, wp: te.Tensor, co: int, strides, padding, dilation,
         rl = te.reduce_axis((0, ln), "rl")
         return te.compute((n, oh, ow, co), lambda i, h, w, c: te.sum(
             part[i, h, w, c, rl], axis=rl).astype(out_dtype), name="conv_lane_sum")
-    rc = te.reduce_axis((0, ci), "rc")
+    cig, cog = ci // groups, co // groups
+    rc = te.reduce_axis((0, cig), "rc")
+
+    def channel(c):
+        return rc if groups == 1 else (c // cog) * cig + rc
 
     def body(i, h, w, c):
-        return te.sum(xp[i, h * sh + ry * dh, w * sw + rx * dw, rc] *
+        return te.sum(xp[i, h * sh + ry * dh, w * sw + rx * dw, channel(c)] *
                       wp[c // b, ry, rx, rc, c % b].astype(acc), axis=[ry, rx, rc])
     return packed_conv((n, oh, owp, nb * b), body, ow, wb, b, co, acc, out_dtype)
 
@@ -86,3 +91,23 @@ def legalize(bb, call):
     wp = relax.const(pack_weight(w, 1 if small else co_block(co, n_lanes)))
     return bb.call_te(conv_nhwc, call.args[0], wp, co, [int(s) for s in a.strides], [int(p) for p in a.padding],
                       [int(d) for d in a.dilation], dt, dt, primfunc_name_hint="conv2d_nhwc")
+
+
+def group_block(co: int, groups: int, n_lanes: int) -> int:
+    """Channels per register tile of a grouped conv, at most 4 vectors: a divisor of CO (no padded
+    output channel may read past the input's channels) and, unless depthwise, of CO/G (a tile in
+    one group reads one input channel per step, broadcast; depthwise reads consecutive ones)."""
+    span = co if co == groups else co // groups
+    return next(b for b in (4 * n_lanes, 2 * n_lanes, n_lanes, 8, 4, 2, 1) if span % b == 0)
+
+
+def legalize_grouped(bb, call):
+    """NHWC/HWIO grouped or depthwise conv2d with constant weights: the packed direct kernel with
+    the input channel taken from the output channel's group (depthwise: one vector load per tap)."""
+    a = call.attrs
+    w = const_array(call.args[1])
+    co = w.shape[3]
+    dt = out_dtype_of(call)
+    wp = relax.const(pack_weight(w, group_block(co, int(a.groups), lanes(dt))))
+    return bb.call_te(conv_nhwc, call.args[0], wp, co, [int(s) for s in a.strides], [int(p) for p in a.padding],
+                      [int(d) for d in a.dilation], dt, dt, int(a.groups), primfunc_name_hint="conv2d_grouped_nhwc")

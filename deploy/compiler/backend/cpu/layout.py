@@ -62,10 +62,46 @@ class _NumpyFolder(relax.PyExprMutator):
         return _const(out)
 
     def _value(self, e):
-        if isinstance(e, relax.Var):
-            e = self.lookup_binding(e)
-        value = getattr(e, "value", None)
-        return value.numpy() if isinstance(value, tvm.runtime.Tensor) else None
+        return _const_value(self, e)
+
+
+def _const_value(mutator, e) -> np.ndarray | None:
+    """The numpy value of `e` when it is (bound to) a constant, else None."""
+    if isinstance(e, relax.Var):
+        e = mutator.lookup_binding(e)
+    value = getattr(e, "value", None)
+    return value.numpy() if isinstance(value, tvm.runtime.Tensor) else None
+
+
+_BROADCAST = {f"relax.{op}" for op in ("add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
+                                        "floor_divide", "greater", "less", "greater_equal", "less_equal", "equal")}
+
+
+@relax.expr_functor.mutator
+class _RankExpander(relax.PyExprMutator):
+    """A constant operand of lower rank than its partner (ONNX broadcasting: a (C, 1, 1) PRelu
+    slope or InstanceNorm scale against (N, C, H, W)) gets the leading 1s made explicit: the
+    layout pass can only convert same-rank operands to NHWC and otherwise fences the whole op in
+    NCHW behind two transposes."""
+
+    def visit_call_(self, call):
+        call = self.visit_expr_post_order(call)
+        if getattr(call.op, "name", None) not in _BROADCAST or len(call.args) != 2:
+            return call
+        ranks = [getattr(a.ty, "ndim", -1) for a in call.args]
+        if min(ranks) < 0 or ranks[0] == ranks[1]:
+            return call
+        args = list(call.args)
+        low = int(ranks[1] < ranks[0])
+        value = _const_value(self, args[low])
+        if value is None:
+            return call
+        args[low] = _const(value.reshape((1,) * abs(ranks[0] - ranks[1]) + value.shape))
+        return relax.Call(call.op, args, call.attrs, call.ty_args)
+
+
+def expand_const_ranks(func: relax.Function) -> relax.Function:
+    return _RankExpander().visit_expr(func)
 
 
 def fold_constants(func: relax.Function) -> relax.Function:
@@ -136,6 +172,7 @@ def _per_function(fn):
 
 
 FoldConstantsNumpy = _per_function(fold_constants)
+ExpandConstRanks = _per_function(expand_const_ranks)
 FoldBatchNorm = _per_function(fold_batch_norm)
 FoldPadTransposes = _per_function(fold_pad_transposes)
 
@@ -147,6 +184,8 @@ def graph_passes() -> list[tvm.transform.Pass]:
         relax.transform.CanonicalizeBindings(),
         FoldBatchNorm,
         relax.transform.DecomposeOpsForInference(),   # BNs not after a conv
+        FoldConstantsNumpy,            # the decomposition's reshapes of constant scales
+        ExpandConstRanks,
         relax.transform.ConvertLayout(NHWC),
         FoldPadTransposes,
         FoldConstantsNumpy,            # OIHW -> HWIO weight transposes

@@ -48,6 +48,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("winograd", lambda call, o: bool(o.winograd_min) and packable(call, "HWIO")
              and winograd.fits(call, o.winograd_min), winograd.legalize),
         Rule("direct packed", lambda call, _: packable(call, "HWIO"), conv2d.legalize),
+        Rule("grouped packed", lambda call, _: packable(call, "HWIO", grouped=True), conv2d.legalize_grouped),
         Rule("generic", _always, _topi(CONV2D)),
     ),
     CONV2D_TRANSPOSE: (

@@ -90,9 +90,9 @@ def out_dtype_of(call) -> str:
     return str(call.ty.dtype)
 
 
-def packable(call, kernel_layout: str) -> bool:
-    """Constant weights, groups == 1, NHWC data and output with `kernel_layout` weights: what the
-    packed kernels take (the weights are repacked in numpy)."""
+def packable(call, kernel_layout: str, grouped: bool = False) -> bool:
+    """Constant weights, NHWC data and output with `kernel_layout` weights: what the packed kernels
+    take (the weights are repacked in numpy); groups == 1, or > 1 when `grouped`."""
     a = call.attrs
-    return (const_array(call.args[1]) is not None and int(a.groups) == 1
+    return (const_array(call.args[1]) is not None and (int(a.groups) > 1) == grouped
             and (a.data_layout, a.kernel_layout, a.out_layout) == (NHWC, kernel_layout, NHWC))
