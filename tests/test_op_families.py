@@ -128,3 +128,25 @@ def test_grouped_convs_get_the_packed_kernel(c, groups, stride, tmp_path):
     ref, got = G.ort_run(model, x)[0], Model(prefix).run({"input": x})[0]
     assert float(np.abs(got - ref).max()) / max(float(np.abs(ref).max()), 1.0) < 1e-4
     assert "conv×1" in (prefix.parent / "compile.log").read_text()
+
+
+def test_a_graph_the_layout_pass_cannot_take_compiles_in_nchw(tmp_path, monkeypatch):
+    """Should relax's ConvertLayout fail on some op, the compile keeps NCHW (correct, slower) and
+    says so in compile.log, instead of ending in a TVM traceback."""
+    from tvm import relax
+
+    def broken(_layouts):
+        @tvm.transform.module_pass(opt_level=0, name="BrokenConvertLayout")
+        def _pass(mod, _ctx):
+            raise tvm.error.InternalError("Invalid SLayout: a stand-in for an op the pass cannot convert")
+        return _pass
+
+    import tvm
+    monkeypatch.setattr(relax.transform, "ConvertLayout", broken)
+    model = G.mini_unet(c=8, h=16, w=16)
+    prefix = compile_build(load_build_config(write_build(tmp_path, model, "nchw")), progress=False)
+    log = (prefix.parent / "compile.log").read_text()
+    assert "the graph stays NCHW" in log and "Invalid SLayout" in log
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype("float32")
+    for got, ref in zip(Model(prefix).run({"input": x}), G.ort_run(model, x)):
+        assert float(np.abs(got - ref).max()) < 1e-4

@@ -48,9 +48,16 @@ def pipeline(target: tvm.target.Target, dtype: str = "fp32",
     """Relax passes that turn an imported (NCHW, BN, fp32) module into a scheduled one.
     winograd_min: 3x3 stride-1 convs whose output sides are >= this use Winograd F(4x4,3x3)
     (2.7-3.2x faster per layer; the transformed weights are 4x larger); None: never."""
+    return tvm.transform.Sequential(layout.graph_passes() + lowering_passes(target, dtype, winograd_min),
+                                    name="segdeploy.cpu")
+
+
+def lowering_passes(target: tvm.target.Target, dtype: str = "fp32",
+                    winograd_min: int | None = WINOGRAD_MIN) -> list[tvm.transform.Pass]:
+    """After the graph passes: precision, legalization through legalize.py's table, fusion, schedules."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    passes = layout.graph_passes()
+    passes = []
     if dtype == "fp16":
         passes += [relax.transform.ToMixedPrecision(out_dtype=fp16_accumulate(target)),
                    layout.FoldConstantsNumpy, relax.transform.CanonicalizeBindings()]
@@ -62,7 +69,7 @@ def pipeline(target: tvm.target.Target, dtype: str = "fp32",
         relax.transform.DeadCodeElimination(),
         schedule.SchedulePrimFuncs(vector_bits(target) // 32),
     ]
-    return tvm.transform.Sequential(passes, name="segdeploy.cpu")
+    return passes
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
@@ -72,7 +79,8 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
     kernel got (compile.log: a conv that fell back to "generic" shows there)."""
     log(f"optimize: deploy.compiler.backend.cpu.optimize ({dtype})")
     with target:
-        mod = pipeline(target, dtype, winograd_min)(mod)
+        mod = layout.to_nhwc(mod, log)
+        mod = tvm.transform.Sequential(lowering_passes(target, dtype, winograd_min))(mod)
     kinds = Counter(str(f.attrs["segdeploy.schedule"]) for f in mod.functions.values()
                     if isinstance(f, tvm.tirx.PrimFunc) and "segdeploy.schedule" in f.attrs)
     log("optimize: schedules " + ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items())))

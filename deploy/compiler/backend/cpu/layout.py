@@ -177,8 +177,11 @@ FoldBatchNorm = _per_function(fold_batch_norm)
 FoldPadTransposes = _per_function(fold_pad_transposes)
 
 
-def graph_passes() -> list[tvm.transform.Pass]:
-    """BN folding, NHWC conversion and weight-transform folding, in order."""
+def graph_passes(nhwc: bool = True) -> list[tvm.transform.Pass]:
+    """BN folding, NHWC conversion and weight-transform folding, in order. nhwc=False keeps the
+    graph's NCHW layout (convs then get TVM's generic kernels): the fallback for a graph that
+    relax's ConvertLayout cannot take."""
+    convert = [relax.transform.ConvertLayout(NHWC), FoldPadTransposes] if nhwc else []
     return [
         FoldConstantsNumpy,            # bias reshapes, so the BN pattern sees constants
         relax.transform.CanonicalizeBindings(),
@@ -186,9 +189,20 @@ def graph_passes() -> list[tvm.transform.Pass]:
         relax.transform.DecomposeOpsForInference(),   # BNs not after a conv
         FoldConstantsNumpy,            # the decomposition's reshapes of constant scales
         ExpandConstRanks,
-        relax.transform.ConvertLayout(NHWC),
-        FoldPadTransposes,
+        *convert,
         FoldConstantsNumpy,            # OIHW -> HWIO weight transposes
         relax.transform.CanonicalizeBindings(),
         relax.transform.DeadCodeElimination(),
     ]
+
+
+def to_nhwc(mod: tvm.IRModule, log) -> tvm.IRModule:
+    """The graph passes; when TVM's layout pass fails on an op it cannot convert, the graph is
+    kept in NCHW (correct, slower) and the log says why, instead of ending the compile."""
+    try:
+        return tvm.transform.Sequential(graph_passes())(mod)
+    except RuntimeError as e:  # TVM's InternalError (a RuntimeError) from an op it cannot convert
+        first = str(e).strip().splitlines()[-1][:300]
+        log(f"optimize: WARNING the NHWC layout pass failed ({type(e).__name__}: {first}); the graph stays "
+            f"NCHW with generic conv kernels (correct, slower)")
+        return tvm.transform.Sequential(graph_passes(nhwc=False))(mod)
