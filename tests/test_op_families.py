@@ -109,7 +109,13 @@ def _attention(g, x):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_op_family_compiles_and_matches(family, dtype, tmp_path):
     model = _family(FAMILIES[family])
-    m = Model(compile_build(load_build_config(write_build(tmp_path, model, family, dtype=dtype)), progress=False))
+    prefix = compile_build(load_build_config(write_build(tmp_path, model, family, dtype=dtype)), progress=False)
+    schedules = next(line for line in (prefix.parent / "compile.log").read_text().splitlines()
+                     if "optimize: schedules" in line)
+    assert "none×" not in schedules, schedules   # every kernel got a schedule (at worst the generic one)
+    if family == "matmul_attention":
+        assert "matmul×" in schedules
+    m = Model(prefix)
     x = np.random.default_rng(0).standard_normal((2, C, H, W)).astype("float32")
     ref = G.ort_run(model, x)[0]
     got = m.run({"input": x})[0]

@@ -56,10 +56,19 @@ class Clip(F.Clip):
     def _impl_v13(cls, bb, inputs, attr, params):
         out = inputs[0]
         if inputs[1] is not None:
-            out = relax.op.maximum(out, cls._sanitize_nan_clip_bound(bb, inputs[1], for_min=True))
+            out = relax.op.maximum(out, cls._bound(bb, inputs[1], for_min=True))
         if inputs[2] is not None:
-            out = relax.op.minimum(out, cls._sanitize_nan_clip_bound(bb, inputs[2], for_min=False))
+            out = relax.op.minimum(out, cls._bound(bb, inputs[2], for_min=False))
         return out
+
+    @classmethod
+    def _bound(cls, bb, bound, for_min: bool):
+        """A NaN bound means no bound (ONNX); a constant one is resolved now (ReLU6's 0 and 6), so
+        no isnan/where runs per element in the conv epilogue."""
+        if isinstance(bound, tvm.ir.GenericConst):
+            value = bound.value.numpy()
+            return relax.const(np.where(np.isnan(value), -np.inf if for_min else np.inf, value), value.dtype)
+        return cls._sanitize_nan_clip_bound(bb, bound, for_min=for_min)
 
 
 class Tile(F.Tile):

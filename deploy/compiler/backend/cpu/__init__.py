@@ -23,7 +23,7 @@ from deploy.compiler.target import host_target
 from deploy.errors import DeployError
 from deploy.runtime.model import Model
 
-from . import layout, legalize, schedule
+from . import fast_math, layout, legalize, schedule
 from .target import has_features, vector_bits
 
 __all__ = ["build", "optimize", "pipeline", "relax_pipeline", "verify", "host_target", "DTYPES", "PIPELINE",
@@ -62,6 +62,7 @@ def lowering_passes(target: tvm.target.Target, dtype: str = "fp32",
         passes += [relax.transform.ToMixedPrecision(out_dtype=fp16_accumulate(target)),
                    layout.FoldConstantsNumpy, relax.transform.CanonicalizeBindings()]
     passes += [
+        fast_math.FastMath,
         relax.transform.LegalizeOps(customize_legalize_map=legalize.legalize_map(legalize.Options(winograd_min))),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FuseOps(),

@@ -78,6 +78,35 @@ def _segments(sch, block) -> list[int]:
     return [*sorted(offs), ext]
 
 
+def _reduces_contiguous(sch, block) -> bool:
+    """Whether a reduction runs along the innermost (contiguous) dimension of what it reads:
+    then its spatial loops go parallel and the reduction stays innermost; moving it outward (as
+    for an NHWC mean over H, W, where the channels are contiguous) would read with a stride."""
+    rd_vars = {iv.var.name for iv in sch.get(block).iter_vars if iv.iter_type != tirx.IterVar.DataPar}
+
+    def names(expr) -> set[str]:
+        return {v.name for v in tirx.analysis.undefined_vars(expr)}
+    reads = [r for r in sch.get(block).reads if any(rd_vars & names(d.min) for d in r.region)]
+    return bool(reads) and all(rd_vars & names(r.region[-1].min) for r in reads)
+
+
+def _row_reduction(sch, block, sp, rd, lanes: int) -> None:
+    """Rows in parallel; a single contiguous reduction is vectorized through `lanes` partial
+    accumulators (rfactor), added up per row at the end."""
+    fused = sch.fuse(*sp) if len(sp) > 1 else sp[0]
+    sch.parallel(fused)
+    ext = _static(sch.get(rd[-1]).extent)
+    if len(rd) != 1 or ext is None or ext % lanes or ext <= lanes:
+        sch.decompose_reduction(block, rd[0])
+        return
+    _, k_i = sch.split(rd[0], [None, lanes])
+    rf = sch.rfactor(k_i, factor_axis=len(sch.get(block).iter_vars) - 1)
+    k_o, lane = sch.get_loops(rf)[-2:]
+    sch.vectorize(lane)
+    sch.decompose_reduction(rf, k_o)
+    sch.decompose_reduction(block, sch.get_loops(block)[-1])
+
+
 def generic(sch: s_tir.Schedule, _anchor, lanes: int) -> None:
     """Inline, then per block: parallel over the fused outer spatial loops, reductions next,
     the innermost spatial loop (NHWC channels) last and vectorized; a concat's channel loop is
@@ -86,6 +115,9 @@ def generic(sch: s_tir.Schedule, _anchor, lanes: int) -> None:
     for block in _blocks(sch):
         sp, rd = _spatial_reduce(sch, block)
         if not sp:
+            continue
+        if rd and _reduces_contiguous(sch, block):   # softmax, LayerNorm: rows stay rows
+            _row_reduction(sch, block, sp, rd, lanes)
             continue
         if rd:
             sch.reorder(*sp[:-1], *rd, sp[-1])
@@ -207,13 +239,46 @@ def winograd(sch: s_tir.Schedule, block, lanes: int) -> None:
     sch.decompose_reduction(block, rc)
 
 
-SCHEDULES = {"conv": conv, int8.KIND: conv, "winograd": winograd, "generic": generic}
+def _divisor(ext: int | None, options) -> int | None:
+    return next((b for b in options if ext is not None and ext % b == 0), None)
+
+
+def matmul(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """TOPI's matmul block (relax.matmul: attention, transformer MLPs): the conv micro-kernel on
+    (i, j) — loops batch, i_o | j_o | k | i_i (unrolled), j_i (vectorized), accumulators local,
+    the epilogue per tile. Needs static i, j with a register-tile divisor (else: generic)."""
+    _inline_all(sch, keep={sch.get(b).name_hint for b in [block, *sch.get_producers(block)]})
+    consumers = _downstream(sch, block) or [sch.cache_write(block, 0, "local")]
+    (*batch, i, j), (k,) = _spatial_reduce(sch, block)
+    ib = _divisor(_static(sch.get(i).extent), (6, 4, 3, 2, 1))
+    jb = _divisor(_static(sch.get(j).extent), (4 * lanes, 2 * lanes, lanes, lanes // 2, lanes // 4))
+    if ib is None or jb is None:
+        raise ValueError("matmul: no register tile divides the output")
+    i_o, i_i = sch.split(i, [None, ib])
+    j_o, j_i = sch.split(j, [None, jb])
+    sch.reorder(*batch, i_o, j_o, k, i_i, j_i)
+    fused = sch.fuse(*batch, i_o) if batch else i_o
+    for c in consumers:
+        sch.reverse_compute_at(c, j_o)
+        _vectorize_inner(sch, sch.get_loops(c)[-1], lanes)
+    sch.set_scope(block, 0, "local")
+    sch.parallel(fused)
+    sch.unroll(i_i)
+    sch.vectorize(j_i)
+    sch.decompose_reduction(block, k)
+
+
+SCHEDULES = {"conv": conv, int8.KIND: conv, "winograd": winograd, "matmul": matmul, "generic": generic}
 
 
 def classify(sch: s_tir.Schedule):
     """(kind, anchor block) of a PrimFunc: the "segdeploy.kind" annotation of its one anchor block
     (set by packing.tile_attrs for the direct, int8 and Winograd-GEMM kernels) when SCHEDULES has a
-    schedule of that kind; ("generic", None) when no block, or more than one, carries a kind."""
+    schedule of that kind; "matmul" for the one block of relax.matmul's TOPI legalization;
+    ("generic", None) when no block, or more than one, carries a kind."""
+    matmuls = [b for b in _blocks(sch) if sch.get(b).name_hint == "matmul"]
+    if len(matmuls) == 1:   # relax.matmul's TOPI legalization
+        return "matmul", matmuls[0]
     anchors = [b for b in _blocks(sch) if KIND in sch.get(b).annotations]
     if len(anchors) != 1 or str(sch.get(anchors[0]).annotations[KIND]) not in SCHEDULES:
         return "generic", None
