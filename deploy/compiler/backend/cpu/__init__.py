@@ -26,7 +26,7 @@ from deploy.runtime.model import Model
 from . import fast_math, layout, legalize, schedule
 from .target import has_features, vector_bits
 
-__all__ = ["build", "optimize", "pipeline", "relax_pipeline", "verify", "host_target", "DTYPES", "PIPELINE",
+__all__ = ["optimize", "pipeline", "relax_pipeline", "verify", "host_target", "DTYPES", "PIPELINE",
            "DEVICE"]
 
 PIPELINE = "deploy.compiler.backend.cpu"   # what mod.json's "pipeline" records
@@ -104,13 +104,6 @@ def _mark_noalias(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
 def relax_pipeline() -> tvm.transform.Pass:
     """tvm.compile's default Relax pipeline plus the shape_func alias fix above."""
     return tvm.transform.Sequential([relax.get_pipeline("default"), _mark_noalias])
-
-
-def build(mod: tvm.IRModule, target: tvm.target.Target, dtype: str = "fp32",
-          winograd_min: int | None = WINOGRAD_MIN):
-    """optimize + tvm.compile -> relax Executable (ex.export_library(...) to save)."""
-    return tvm.compile(optimize(mod, target, dtype, winograd_min), target,
-                       relax_pipeline=relax_pipeline())
 
 
 def verify(prefix: Path, target: tvm.target.Target, ex, log: Callable[[str], None], runs_here: bool) -> None:
