@@ -1,12 +1,12 @@
 """The fast TVM CPU backend: NHWC, packed-weight direct and Winograd convs, hand schedules.
 
-layout.py (NHWC graph passes) -> legalize.py (which conv kernel: conv2d, conv2d_transpose, int8, winograd
-on packing.py) -> schedule.py (hand schedules per kernel kind).
+layout.py (NHWC graph passes) -> fast_math.py (vector exp) -> legalize.py (which conv kernel: conv2d,
+grouped, conv2d_transpose, int8, winograd on packing.py) -> schedule.py (hand schedules per kernel kind).
 
     target = host_target()
     mod = relax.frontend.onnx.from_onnx(model)           # shape_dict=None keeps the symbolic batch
     mod = optimize(mod, target, "fp32")                  # or "fp16", or "int8" after deploy.compiler.qdq_to_integer
-    ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline())    # == build(mod, target, dtype)
+    ex = tvm.compile(mod, target, relax_pipeline=relax_pipeline())
 """
 from __future__ import annotations
 
