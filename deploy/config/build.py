@@ -231,7 +231,13 @@ def _legacy(root: Node) -> BuildConfig:
 
 
 def _name(n: Node, key: str) -> str:
+    """The suite's folder name inside the workspace. A leading dot is refused: `.` and `..` are the
+    workspace and its parent (a compile swaps the folder it names for the suite, so it would replace
+    the whole workspace), and dot names are the compiler's own temporaries and locks (`.<name>.tmp-*`)."""
     name = n.get(key, str)
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         raise n.error(f"must be a plain folder name (letters, digits, _ . -), got {name!r}", key)
+    if name.startswith("."):
+        raise n.error(f"must not start with a dot, got {name!r}: '.' and '..' are the workspace and its "
+                      "parent, and dot names are the compiler's temporary folders", key)
     return name

@@ -13,7 +13,8 @@ is the mean over the classes present in that image's GT or prediction.
 
 `--draw_dir` gets, per image, `<stem>.png` (the predicted mask at model size, as the vendor script
 writes) and `<stem>_overlay.png` (the prediction blended on the source image, GT contour green,
-prediction contour red), and once results.csv, summary.json, summary.md and iou_hist.png.
+prediction contour red), and once results.csv, summary.json, summary.md and iou_hist.png; a datalist
+whose drawings would share a name (`x` + `x_overlay`, two `z.npz` in other folders) is refused up front.
 """
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ def _ordered(pool: ThreadPoolExecutor, fn, items: list, window: int):
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _drawings(stem: str) -> tuple[str, str]:
+    """The files `--draw_dir` gets for one input: its mask and its overlay."""
+    return f"{stem}.png", f"{stem}_overlay.png"
 
 
 def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *, vamp_flag: bool = False,
@@ -73,6 +79,8 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     drawn = Path(draw_dir) if draw_dir else None
     if drawn:
         check_outside(drawn, "--draw_dir", source=src_dir, mask=gt_dir, output=out_dir)
+        files.refuse_collisions(drawn, {str(e): _drawings(e.stem) for e in entries},
+                                (report.RESULTS, *report.SUMMARY_FILES.values()))
         drawn.mkdir(parents=True, exist_ok=True)
     shape_notes: set = set()
 
@@ -110,7 +118,8 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
             iou, dice, gt_model = score_image(pred, gt, num_classes)
             row = Row(name, OK, iou, dice, mask=sample.mask.name)
         if drawn:
-            files.save_image(drawn / f"{stem}.png", draw.mask_image(pred.labels, binary))
+            mask_name, overlay_name = _drawings(stem)
+            files.save_image(drawn / mask_name, draw.mask_image(pred.labels, binary))
             if sample is not None:
                 try:
                     img = read_image_rgb(sample.image)
@@ -124,7 +133,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                     elif gt is not None:
                         labels = label_gt(gt, (h, w))
                         gt_fg = (labels > 0) & (labels != 255)
-                    files.save_image(drawn / f"{stem}_overlay.png",
+                    files.save_image(drawn / overlay_name,
                                      draw.overlay(img, pred.labels_at((h, w)), gt_fg), rgb=True)
         return row, (pred.labels, gt_model, 2 if binary else (num_classes or pred.classes), binary)
 
@@ -149,7 +158,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                                threshold=threshold, output_index=out_index,
                                confusion=confusion.scores() if confusion else None)
     if drawn:
-        report.write_rows(drawn / "results.csv", rows)
+        report.write_rows(drawn / report.RESULTS, rows)
         report.write_summary(drawn, summary, rows, f"deploy eval: {out_dir}")
     click.echo(report.means_line(summary))
     if confusion is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,24 @@ def save_image(path: str | os.PathLike, img: np.ndarray, rgb: bool = False) -> P
     if not ok:
         raise DeployError(f"image encoding failed for {path}")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def refuse_collisions(folder: str | os.PathLike, outputs: Mapping[str, Iterable[str]], own: Iterable[str]) -> None:
+    """Refuse, before anything is written, a set of inputs whose output file names in `folder` are not
+    all distinct: `outputs` maps each input (its path, for the message) to the names it writes, `own`
+    are the tool's own files (results.csv, iou_hist.png, ...). One file written twice is a result lost."""
+    owner = {name: "the tool's own file" for name in own}
+    clashes = []
+    for source, names in outputs.items():
+        for name in names:
+            if name in owner:
+                clashes.append(f"{source} and {owner[name]} both write {name}")
+            else:
+                owner[name] = source
+    if clashes:
+        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+        raise DeployError(f"{folder}: output names collide: {'; '.join(clashes[:3])}{more}; "
+                          "rename or leave out one of each pair, nothing was written")
 
 
 def npz_ok(path: str | os.PathLike, keys: tuple[str, ...] = ("output_0",)) -> bool:

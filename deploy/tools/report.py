@@ -20,6 +20,8 @@ BAD_IMAGE = "unreadable image"
 BAD_MASK = "unreadable mask"
 MISSING_OUTPUT = "missing output"
 FIELDS = ("image", "mask", "status", "iou", "dice", "detail")
+RESULTS = "results.csv"
+SUMMARY_FILES = {"json": "summary.json", "md": "summary.md", "hist": "iou_hist.png"}  # write_summary's files
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], ti
     """summary.json, summary.md and iou_hist.png in `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
     ious = [r.iou for r in rows if r.iou is not None]
-    paths = {"json": out_dir / "summary.json", "md": out_dir / "summary.md", "hist": out_dir / "iou_hist.png"}
+    paths = {k: out_dir / name for k, name in SUMMARY_FILES.items()}
     files.save_image(paths["hist"], draw.histogram(ious, f"{title}: per-image IoU ({len(ious)} images)"), rgb=True)
     atomic_write_json(paths["json"], summary, default=str)
     atomic_write_text(paths["md"], _markdown(summary, rows, title))

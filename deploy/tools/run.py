@@ -6,11 +6,12 @@ Per image `<stem>` in `--save_dir`:
   (`--no-npz` skips them: masks and scores only, ~150 KB less per UNet++ image — 15 GB per 100k);
 - `<stem>.png`: the predicted mask at the source image's size (0/255; class ids if multi-class);
 - `<stem>_model.png`: the same mask at the model's size (what is scored);
-and once: `results.csv` (image, mask, status, iou, dice, detail), `run.json` (what produced
-them: model sources, vdsp params, threshold, output index, sigmoid), `summary.json`, `summary.md`,
-`iou_hist.png`. Every file is replaced atomically and results.csv gets one flushed line per finished
-image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps the
-images whose outputs are present and valid and does the rest — after checking against `run.json`
+and once: `results.csv` (image, mask, status, iou, dice, detail), `run.json` (what produced them: model
+sources, vdsp params, threshold, output index, sigmoid), `summary.json`, `summary.md`, `iou_hist.png`. Inputs
+whose outputs would share a name (`a.png` + `a.jpg`, `x.png` + `x_model.png`, an image called `iou_hist.png`)
+are refused before anything is written. Every file is replaced atomically and results.csv gets one flushed
+line per finished image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume`
+keeps the images whose outputs are present and valid and does the rest — after checking against `run.json`
 that the model, preprocessing and scoring settings are the ones those outputs were made with.
 
 Scores: those of `deploy eval` (deploy.data.metrics.score_image), at the model's size: the UNET-ZOO
@@ -38,7 +39,7 @@ from deploy.tools.draw import mask_image
 from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
-RESULTS = "results.csv"
+RESULTS = report.RESULTS
 SETTINGS = "run.json"
 
 
@@ -52,6 +53,9 @@ class Outputs:
     @classmethod
     def of(cls, save_dir: Path, stem: str) -> "Outputs":
         return cls(save_dir / f"{stem}.npz", save_dir / f"{stem}.png", save_dir / f"{stem}_model.png")
+
+    def names(self) -> tuple[str, ...]:
+        return self.npz.name, self.mask.name, self.model_mask.name
 
     def valid(self, keys: tuple[str, ...]) -> bool:
         """Complete: both PNGs, and the npz holding `keys` (no keys: the run writes no npz)."""
@@ -86,12 +90,8 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         click.echo(f"warning: {w.message}", err=True)
     if limit is not None:
         samples = samples[:max(0, limit)]
-    stems: dict[str, Path] = {}
-    for s in samples:
-        if s.image.stem in stems:
-            raise DeployError(f"{s.image} and {stems[s.image.stem]} would write the same outputs "
-                              f"({s.image.stem}.npz); rename one or filter the folder")
-        stems[s.image.stem] = s.image
+    files.refuse_collisions(save_dir, {str(s.image): Outputs.of(Path(), s.image.stem).names() for s in samples},
+                            (RESULTS, SETTINGS, *report.SUMMARY_FILES.values()))
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
