@@ -3,6 +3,7 @@ tools (config values, file names, folders, artifacts) must end in a clear Deploy
 file and key or path, and must never lose or overwrite data nor give a silently wrong result."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -89,3 +90,162 @@ def test_eval_refuses_colliding_drawings_before_writing(tmp_path, stems, clash):
     with pytest.raises(DeployError, match=re.escape(clash)):
         evaluate(tmp_path / "list.txt", outs, draw_dir=drawn)
     assert _tree(drawn) == before
+
+
+# ---------------------------------------------------------------------------- silently wrong
+@pytest.fixture(scope="module")
+def suites(tmp_path_factory):
+    """The tiny segmenter compiled twice from one build file: for this host and for a baseline x86-64
+    CPU (same sources, another target and library), plus its vdsp JSON and a 6-image data set."""
+    from dataclasses import replace
+
+    from deploy.compiler import compile_build
+    from deploy.data.synth import synth_dsb2018
+    from test_tools_e2e import compile_tiny, tiny_seg
+
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "vdsp.json").write_text(json.dumps(vdsp_json()))
+    data = synth_dsb2018(root / "data", n=6, seed=1)
+    host = compile_tiny(root, tiny_seg(), "tiny")
+    other = compile_build(replace(load_build_config(root / "tiny.yaml"), workspace=root / "ws2"), target="x86-64")
+    return {"host": host, "other": other, "vdsp": root / "vdsp.json", "images": data / "images",
+            "masks": data / "masks"}
+
+
+def _other_masks(masks: Path, dest: Path) -> Path:
+    shutil.copytree(masks, dest)
+    first = sorted(dest.iterdir())[0]
+    cv2.imwrite(str(first), 255 - cv2.imread(str(first), cv2.IMREAD_GRAYSCALE))
+    return dest
+
+
+@pytest.mark.parametrize("change, differs", [("mask folder", "masks.path"), ("mask edited", "masks.sha256"),
+                                             ("suite", "model.target")])
+def test_resume_refuses_any_input_that_changes_the_results(suites, tmp_path, change, differs):
+    out = tmp_path / "out"
+    masks, prefix = suites["masks"], suites["host"]
+    if change == "mask edited":
+        masks = shutil.copytree(masks, tmp_path / "masks")
+    run(suites["images"], prefix, suites["vdsp"], out, masks, limit=3, progress=False)
+    before = (out / "results.csv").read_bytes()
+    if change == "mask folder":
+        masks = _other_masks(masks, tmp_path / "other_masks")
+    elif change == "mask edited":
+        _other_masks(suites["masks"], tmp_path / "edited")
+        shutil.copy(sorted((tmp_path / "edited").iterdir())[0], masks)
+    else:
+        prefix = suites["other"]
+    with pytest.raises(DeployError, match=rf"--resume: .*{re.escape(differs)}.* differ") as e:
+        run(suites["images"], prefix, suites["vdsp"], out, masks, resume=True, progress=False)
+    if change == "suite":
+        assert "model.library_sha256" in str(e.value)
+    assert (out / "results.csv").read_bytes() == before  # nothing mixed in
+
+
+def _vdsp(tmp: Path, drop=(), **values) -> Path:
+    doc = vdsp_json()
+    for k in drop:
+        del doc["OpConfig"][k]
+    doc["OpConfig"].update(values)
+    path = tmp / "v.json"
+    path.write_text(json.dumps(doc))  # json writes NaN / Infinity literals, as Python's reader accepts
+    return path
+
+
+@pytest.mark.parametrize("edit, key", [
+    (dict(drop=("Mean",)), "OpConfig.Mean"), (dict(drop=("Std",)), "OpConfig.Std"),
+    (dict(Mean=[0.5, float("nan"), 0.5]), "OpConfig.Mean"), (dict(Std=[0.5, 0.5, float("inf")]), "OpConfig.Std"),
+])
+def test_vdsp_mean_std_must_be_given_and_finite(tmp_path, edit, key):
+    from deploy.config.vdsp import load_vdsp_config
+    path = _vdsp(tmp_path, **edit)
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: {re.escape(key)}"):
+        load_vdsp_config(path)
+    assert load_vdsp_config(_vdsp(tmp_path, drop=("Mean", "Std"), NormaType="DIV255")).norma_type == "DIV255"
+
+
+@pytest.mark.parametrize("prop, value", [("meanr", None), ("stdg", 0x7E00), ("meanb", 0x7C00)])
+def test_legacy_vdsp_half_values_must_be_given_and_finite(vendor_dir, tmp_path, prop, value):
+    from deploy.config.vdsp import load_vdsp_config
+    doc = json.loads((vendor_dir / "unetpp" / "legacy" / "unetzoo-unetpp-vdsp_params.json").read_text())
+    items = [c for c in doc["config"] if c["Property"] != prop]
+    if value is not None:
+        items.append({"Property": prop, "Value": value})  # fp16 NaN / +inf bit patterns
+    doc["config"] = items
+    (tmp_path / "v.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(tmp_path / 'v.json'))}: config.*{prop}"):
+        load_vdsp_config(tmp_path / "v.json")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("backend: {type: tvm_vacc, dtype: int8, quantize: {calibrate_mode: percentile, percentile: .nan}}",
+     "backend.quantize.percentile"),
+    ("backend: {type: tvm_vacc, dtype: fp32, compile: {target: {kind: llvm, opt: -.inf}}}",
+     "backend.compile.target.opt"),
+    ("backend: {type: tvm_vacc, dtype: fp32}\ndataset: {process_ops: [{type: Normalize, mean: [0.5, .inf, 0.5]}]}",
+     "dataset.process_ops[0].mean[1]"),
+])
+def test_yaml_numbers_must_be_finite_anywhere(tmp_path, text, key):
+    path = tmp_path / "b.yaml"
+    path.write_text("name: n\nfrontend: {type: onnx, checkpoint: ./m.onnx, shape: {input: [1, 3, 8, 8]}}\n" + text)
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: {re.escape(key)}: .*(nan|inf)"):
+        load_build_config(path)
+
+
+@pytest.mark.parametrize("tool", ["run", "eval"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_threshold_must_be_finite(tmp_path, tool, value):
+    from click.testing import CliRunner
+
+    from deploy.cli import cli
+    args = (["run", "--image_dir", tmp_path, "-m", tmp_path / "mod", "--vdsp_params", tmp_path / "v.json"]
+            if tool == "run" else ["eval", "--input_npz_path", tmp_path / "l.txt", "--out_npz_dir", tmp_path])
+    res = CliRunner().invoke(cli, [str(a) for a in args] + ["--threshold", value])
+    assert res.exit_code == 2 and "--threshold" in res.output and "finite" in res.output, res.output
+    for call in (lambda: run(tmp_path, tmp_path / "mod", tmp_path / "v.json", tmp_path / "o", threshold=float(value)),
+                 lambda: evaluate(tmp_path / "l.txt", tmp_path, threshold=float(value))):
+        with pytest.raises(DeployError, match="threshold"):
+            call()
+
+
+def test_analyze_never_writes_into_a_suite(tmp_path):
+    from click.testing import CliRunner
+
+    from deploy.quantize.cli import analyze_cmd
+    from test_quantize import make_cfg, small_net, write_images
+    import onnx
+    write_images(tmp_path / "images")
+    onnx.save(small_net(), tmp_path / "net.onnx")
+    cfg = make_cfg(tmp_path, mode="max")
+    suite = cfg.artifact_dir
+    suite.mkdir(parents=True)
+    (suite / "mod.so").write_bytes(b"an int8 build")
+    (suite / "mod.json").write_text("{}")
+    before = _tree(suite)
+    res = CliRunner().invoke(analyze_cmd, [str(cfg.source)])
+    assert res.exit_code == 0, res.output
+    assert _tree(suite) == before
+    report = cfg.workspace / f"{cfg.name}.analysis"
+    assert (report / "calibration.json").is_file() and str(report / "calibration.json") in res.output
+    res = CliRunner().invoke(analyze_cmd, [str(cfg.source)])
+    assert "(reused)" in res.output
+    for flag in ("--qdq", "--ort-qdq", "--out-dir"):
+        target = suite / "x.onnx" if flag != "--out-dir" else suite
+        res = CliRunner().invoke(analyze_cmd, [str(cfg.source), flag, str(target)])
+        assert res.exit_code != 0 and "suite" in str(res.exception or res.output), res.output
+        assert _tree(suite) == before
+
+
+def test_unlistable_image_names_are_skipped_and_counted(tmp_path):
+    from deploy.data.readers import DataWarning, list_images
+    from deploy.tools.image2npz import image2npz
+    images = tmp_path / "images"
+    for n in ("ok.png", "bad\nname.png", "tab\there.png", ".hidden.png", "._ok.png"):
+        _png(images / n)
+    with pytest.warns(DataWarning, match=r"4 file\(s\) skipped.*2 hidden.*2 with control characters"):
+        assert [p.name for p in list_images(images)] == ["ok.png"]
+    with pytest.warns(DataWarning):
+        res = image2npz(images, tmp_path / "npz", tmp_path / "list.txt")
+    assert res["written"] == 1 and len(res["unlisted"]) == 4 and not res["skipped"]
+    lines = (tmp_path / "list.txt").read_text().splitlines()
+    assert len(lines) == 1 and Path(lines[0]).is_file()

@@ -513,6 +513,6 @@ def test_analyze_cli(setup):
     res = CliRunner().invoke(analyze_cmd, [str(cfg.source), "--qdq", str(root / "a.qdq.onnx")])
     assert res.exit_code == 0, res.output
     assert "6 convs quantized, 2 kept in fp32" in res.output and "enc1b" in res.output
-    assert (root / "a.qdq.onnx").is_file() and (cfg.artifact_dir / "calibration.json").is_file()
+    assert (root / "a.qdq.onnx").is_file() and (cfg.workspace / f"{cfg.name}.analysis" / "calibration.json").is_file()
     res = CliRunner().invoke(analyze_cmd, [str(cfg.source)])
     assert "(reused)" in res.output

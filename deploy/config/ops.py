@@ -8,6 +8,7 @@ from typing import Union
 from deploy.config.reader import Node
 
 NORMA_TYPES = ("EQUAL", "MINUSMEAN_DIVSTD", "DIV255_MINUSMEAN_DIVSTD", "DIV1275_MINUSONE", "DIV255")
+MEAN_STD_TYPES = ("MINUSMEAN_DIVSTD", "DIV255_MINUSMEAN_DIVSTD")  # the ones that use mean and std
 RESIZE_TYPES = ("BILINEAR_CV", "BILINEAR_PILLOW", "BILINEAR", "NEAREST_CV")
 CVT_CODES = ("COLOR_RGB2BGR", "COLOR_BGR2RGB")
 
@@ -66,6 +67,9 @@ def _normalize(n: Node) -> Normalize:
         if raw is None or raw == "None":
             return Normalize("DIV255")
         norma = n.get("norm_type", str, choices=NORMA_TYPES)
+        missing = [k for k in ("mean", "std") if norma in MEAN_STD_TYPES and n.data.get(k) is None]
+        if missing:  # asked for by name: a missing mean or std is not silently 0 or 1
+            raise n.error(f"required by norm_type {norma}", missing[0])
     elif n.data.get("mean") is None and n.data.get("std") is None:
         return Normalize("DIV255")
     else:

@@ -5,6 +5,7 @@ edit these files by hand and vendor files carry keys we do not know.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -28,7 +29,22 @@ def load_document(path: str | Path, what: str, fmt: str, parse: Callable[[str], 
         data = parse(path.read_text())
     except error as e:
         raise ConfigError(f"{path}: not valid {fmt}: {e}") from e
+    _refuse_non_finite(data, path, "")
     return Node(data if data is not None else {}, path)
+
+
+def _refuse_non_finite(value: Any, file: Path, where: str) -> None:
+    """NaN and infinity parse as numbers in YAML (`.nan`, `.inf`) and in Python's JSON (`NaN`,
+    `Infinity`) but are never a meaningful setting: a NaN mean would reach the model description and
+    make every output NaN. Refused wherever they appear, with the key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{file}: {where or '<top level>'}: not a finite number: {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_non_finite(v, file, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, file, f"{where}[{i}]")
 
 
 class Node:

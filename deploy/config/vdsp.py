@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.config.ops import NORMA_TYPES, RESIZE_TYPES
+from deploy.config.ops import MEAN_STD_TYPES, NORMA_TYPES, RESIZE_TYPES
 from deploy.config.reader import Node, load_document
 from deploy.errors import UnsupportedError
 
@@ -63,6 +63,9 @@ def _legacy(root: Node) -> VdspConfig:
             if not 0 <= value < 65536:
                 raise entry.error(f"{name}: not a 16-bit half-precision pattern: {value}", "Value")
             value = float(np.array(value, np.uint16).view(np.float16))
+            if not np.isfinite(value):
+                raise entry.error(f"{name}: the half-precision pattern {item['Value']:#06x} is {value}, "
+                                  "not a finite number", "Value")
         flat[name] = value
     return _build(LEGACY_OPS[op], Node(flat, root.file, "config"), _LEGACY_KEYS)
 
@@ -88,12 +91,8 @@ def _build(op: str, n: Node, k: dict) -> VdspConfig:
     cvt = cvt[len("COLOR_"):] if cvt.startswith("COLOR_") else cvt
     if cvt not in CVT_CODES:
         raise n.error(f"unsupported value {cvt!r}; accepted: {', '.join(CVT_CODES)}", k["cvt"])
-    if legacy:
-        mean = tuple(n.get(f"mean{c}", float, 0.0) for c in "rgb")
-        std = tuple(n.get(f"std{c}", float, 1.0) for c in "rgb")
-    else:
-        mean, std = n.floats("Mean", 3, (0.0, 0.0, 0.0)), n.floats("Std", 3, (1.0, 1.0, 1.0))
     norma = n.get(k["norma"], str, choices=NORMA_TYPES)
+    mean, std = _mean_std(n, legacy, norma in MEAN_STD_TYPES)
     if "MINUSMEAN_DIVSTD" in norma and any(s == 0 for s in std):
         raise n.error(f"std must be non-zero for {norma}, got {std}", "Std" if not legacy else "stdr")
     out = (_pos(n, k["oh"]), _pos(n, k["ow"]))
@@ -109,6 +108,18 @@ def _build(op: str, n: Node, k: dict) -> VdspConfig:
                       color_cvt=cvt, norma_type=norma, mean=mean, std=std,
                       in_size=in_size if min(in_size) > 0 else None, resize_size=resize_size,
                       crop_xy=crop, source=n.file)
+
+
+def _mean_std(n: Node, legacy: bool, needed: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and Std: required by a NormaType that uses them (a missing one is not silently 0 or 1);
+    otherwise unused, and 0/1 when absent."""
+    if legacy:
+        def get(key: str, default: float) -> float:
+            return n.get(key, float) if needed else n.get(key, float, default)
+        return tuple(get(f"mean{c}", 0.0) for c in "rgb"), tuple(get(f"std{c}", 1.0) for c in "rgb")
+    if needed:
+        return n.floats("Mean", 3), n.floats("Std", 3)
+    return n.floats("Mean", 3, (0.0, 0.0, 0.0)), n.floats("Std", 3, (1.0, 1.0, 1.0))
 
 
 def _pos(n: Node, key: str) -> int:

@@ -11,6 +11,7 @@ file name, so results never depend on the file system's order.
 from __future__ import annotations
 
 import os
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,13 @@ def _suffix_pattern(suffix: str) -> str:
     return s if s.startswith((".", "_")) or "." in s else "." + s
 
 
-def list_images(folder: str | os.PathLike, suffix: str | None = None) -> list[Path]:
-    """Files directly in `folder` with an image extension (or ending with `suffix`), sorted by name."""
+def list_images(folder: str | os.PathLike, suffix: str | None = None,
+                skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Files directly in `folder` with an image extension (or ending with `suffix`), sorted by name.
+
+    Left out, counted in one DataWarning (and appended to `skipped` as (path, reason)): hidden files
+    (a leading dot: editor and macOS `._*` files) and names holding a control character (a newline
+    would split the path over two lines of a datalist or results.csv)."""
     folder = _dir(folder, "image folder")
     if suffix:
         pattern = _suffix_pattern(suffix)
@@ -53,8 +59,28 @@ def list_images(folder: str | os.PathLike, suffix: str | None = None) -> list[Pa
     else:
         keep = lambda name: name.lower().endswith(IMAGE_EXTS)  # noqa: E731
     with os.scandir(folder) as it:
-        names = [e.name for e in it if not e.name.startswith(".") and keep(e.name) and e.is_file()]
-    return [folder / n for n in sorted(names)]
+        names = sorted(e.name for e in it if keep(e.name) and e.is_file())
+    left_out = [(folder / n, _unlistable(n)) for n in names if _unlistable(n)]
+    if left_out:
+        hidden = sum(reason == _HIDDEN for _, reason in left_out)
+        warnings.warn(f"{folder}: {len(left_out)} file(s) skipped: {hidden} hidden (name starts with '.'), "
+                      f"{len(left_out) - hidden} with control characters in the name, e.g. "
+                      f"{left_out[0][0].name!r}; rename them to include them", DataWarning, stacklevel=2)
+        if skipped is not None:
+            skipped += [(str(p), f"{str(p)!r}: skipped, {reason}") for p, reason in left_out]
+    return [folder / n for n in names if not _unlistable(n)]
+
+
+_HIDDEN = "a hidden file (its name starts with '.')"
+
+
+def _unlistable(name: str) -> str | None:
+    """Why a file name is left out of a listing, or None."""
+    if name.startswith("."):
+        return _HIDDEN
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "a control character in its name"
+    return None
 
 
 _MASK_TAGS = ("_matte", "_mask")

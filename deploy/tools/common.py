@@ -2,6 +2,7 @@
 output, and the vendor-compatible option spellings."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,25 @@ from typing import Any
 import click
 
 from deploy.errors import DeployError
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses nan and inf (click's FLOAT takes them: `--threshold nan` would make
+    every pixel background, silently)."""
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def check_finite(name: str, value: float) -> float:
+    """The API side of FiniteFloat: `name` for the message."""
+    if not math.isfinite(value):
+        raise DeployError(f"{name} {value!r}: must be a finite number")
+    return value
 
 
 def load_model(prefix: str | os.PathLike, num_threads: int | None = None) -> Any:

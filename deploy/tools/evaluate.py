@@ -29,7 +29,7 @@ import numpy as np
 
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
-from deploy.tools.common import check_outside, main_output_index, read_datalist
+from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
@@ -63,6 +63,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     from deploy.data.readers import DataWarning, pair_masks
     from deploy.runtime import read_meta
 
+    check_finite("threshold", threshold)
     entries = read_datalist(datalist)
     if out_index is None:
         out_index = main_output_index(read_meta(model_prefix)) if model_prefix else 0
@@ -184,7 +185,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
               help="Match outputs by position (output_%06d.npz) instead of by input name.")
 @click.option("--num-classes", "num_classes", type=click.IntRange(2), default=None,
               help="Classes of a multi-channel output [default: its channel count].")
-@click.option("--threshold", type=float, default=PRED_THRESHOLD, show_default=True)
+@click.option("--threshold", type=FiniteFloat(), default=PRED_THRESHOLD, show_default=True)
 @click.option("--output-index", "out_index", type=click.IntRange(0), default=None,
               help="Which output_N is the prediction [default: -m's main_output, else 0].")
 @click.option("-m", "--model_prefix", "model_prefix", default=None,

@@ -1,6 +1,7 @@
 """`deploy image2npz` / `python image2npz.py`: one `<stem>.npz` per image (key `input_0`, uint8 CHW
 RGB at the image's own size, as the vendor runtime receives it) and a datalist with one absolute npz
-path per line, sorted by image name. Unreadable images are reported, counted and left out."""
+path per line, sorted by image name. Unreadable images, hidden files and names with control characters
+(which a one-path-per-line datalist cannot hold) are reported, counted and left out."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ from deploy.tools import files
 
 
 def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, workers: int = 2) -> dict:
-    """Convert; returns {"written": n, "skipped": [(image, reason)], "datalist": path}."""
+    """Convert; returns {"written": n, "skipped": [(image, reason)] (unreadable), "unlisted": [(file, reason)]
+    (names a datalist cannot hold: hidden, control characters), "datalist": path}."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -22,7 +24,8 @@ def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, w
     from deploy.data.image import ImageReadError, read_image_rgb
     from deploy.data.readers import list_images
 
-    images = list_images(dataset_path, suffix)
+    unlisted: list[tuple[str, str]] = []
+    images = list_images(dataset_path, suffix, unlisted)
     if not images:
         what = f"ending with {suffix!r}" if suffix else "with an image extension"
         raise DeployError(f"no images {what} in {dataset_path}")
@@ -56,7 +59,7 @@ def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, w
     if text.parent != Path(""):
         text.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(text, "".join(lines))
-    return {"written": len(lines), "skipped": skipped, "datalist": str(text.resolve())}
+    return {"written": len(lines), "skipped": skipped, "unlisted": unlisted, "datalist": str(text.resolve())}
 
 
 @click.command("image2npz", context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +73,8 @@ def cli(dataset_path, target_path, text_path, suffix, workers):
     """Images → npz inputs (key input_0, uint8 CHW RGB) + datalist (vendor: image2npz.py)."""
     res = image2npz(dataset_path, target_path, text_path, suffix, workers)
     click.echo(f"wrote {res['written']} npz file(s) to {target_path} and the datalist {res['datalist']}")
-    if res["skipped"]:
-        click.echo(f"skipped {len(res['skipped'])} unreadable image(s):", err=True)
-        for _, reason in res["skipped"][:10]:
-            click.echo(f"  {reason}", err=True)
+    for key, what in (("skipped", "unreadable image(s)"), ("unlisted", "file(s) by name")):
+        if res[key]:
+            click.echo(f"skipped {len(res[key])} {what}:", err=True)
+            for _, reason in res[key][:10]:
+                click.echo(f"  {reason}", err=True)

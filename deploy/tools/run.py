@@ -7,11 +7,12 @@ Per image `<stem>` in `--save_dir`:
 - `<stem>.png`: the predicted mask at the source image's size (0/255; class ids if multi-class);
 - `<stem>_model.png`: the same mask at the model's size (what is scored);
 and once: `results.csv` (image, mask, status, iou, dice, detail), `run.json` (what produced them: model
-sources, vdsp params, threshold, output index, sigmoid), `summary.json`, `summary.md`, `iou_hist.png`. Inputs
-whose outputs would share a name (`a.png` + `a.jpg`, `x.png` + `x_model.png`, an image called `iou_hist.png`)
-are refused before anything is written. Every file is replaced atomically and results.csv gets one flushed
-line per finished image, so an interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume`
-keeps the images whose outputs are present and valid and does the rest — after checking against `run.json`
+sources, target and suite digests, image and mask folders, the masks' digest, vdsp params, threshold, output
+index, sigmoid), `summary.json`, `summary.md`, `iou_hist.png`. Inputs whose outputs would share a name
+(`a.png` + `a.jpg`, `x.png` + `x_model.png`, an image called `iou_hist.png`) are refused before anything is
+written. Every file is replaced atomically and results.csv gets one flushed line per finished image, so an
+interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps the images whose outputs are
+present and valid and does the rest — after checking against `run.json`
 that the model, preprocessing and scoring settings are the ones those outputs were made with.
 
 Scores: those of `deploy eval` (deploy.data.metrics.score_image), at the model's size: the UNET-ZOO
@@ -31,10 +32,11 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
-from deploy.io import atomic_write_json
+from deploy.io import atomic_write_json, sha256_file, sha256_files
+from deploy.runtime.suite import artifact_paths
 from deploy.tools import files, report
-from deploy.tools.common import (check_image_model, check_outside, load_model, output_index, vdsp_preprocessor,
-                                 warn_device)
+from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
+                                 output_index, vdsp_preprocessor, warn_device)
 from deploy.tools.draw import mask_image
 from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
@@ -81,6 +83,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     from deploy.data.readers import DataWarning, pair_masks
     from deploy.runtime.stream import Stream, batch_runner
 
+    check_finite("threshold", threshold)
     check_outside(save_dir, "--save_dir", image=image_dir, mask=mask_dir)
     _, pre = vdsp_preprocessor(vdsp_params)
     with warnings.catch_warnings(record=True) as caught:
@@ -88,6 +91,8 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         samples = pair_masks(image_dir, mask_dir, mask_suffix)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
+    masks_identity = {"path": None if mask_dir is None else str(Path(mask_dir).resolve()),
+                      "sha256": sha256_files(s.mask for s in samples if s.mask is not None)}
     if limit is not None:
         samples = samples[:max(0, limit)]
     files.refuse_collisions(save_dir, {str(s.image): Outputs.of(Path(), s.image.stem).names() for s in samples},
@@ -100,9 +105,9 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     idx = output_index(model, out_index)
     keys = tuple(f"output_{i}" for i in range(len(model.outputs))) if npz else ()
 
-    settings = {"model": {k: model.meta.get(k) for k in ("name", "dtype", "sources")},
-                "vdsp_params": json.loads(Path(vdsp_params).read_text()), "threshold": threshold,
-                "output_index": idx, "sigmoid": sigmoid}
+    settings = {"model": _model_identity(model), "images": {"path": str(Path(image_dir).resolve())},
+                "masks": masks_identity, "vdsp_params": json.loads(Path(vdsp_params).read_text()),
+                "threshold": threshold, "output_index": idx, "sigmoid": sigmoid}
     if resume:
         _check_settings(save_dir / SETTINGS, settings)
     atomic_write_json(save_dir / SETTINGS, settings)
@@ -179,8 +184,29 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     return summary
 
 
+def _model_identity(model) -> dict:
+    """What run.json records of the model: its sources and target, and the digests of both suite
+    files, so a suite rebuilt from the same sources (another --target, another TVM) is told apart."""
+    library, description = artifact_paths(model.prefix)
+    return {**{k: model.meta.get(k) for k in ("name", "dtype", "sources", "target")},
+            "library_sha256": sha256_file(library), "description_sha256": sha256_file(description)}
+
+
+def _differences(before: dict, now: dict) -> list[str]:
+    """The settings that differ, as dotted keys one level down (`masks.sha256`, `model.target`)."""
+    out = []
+    for key in sorted(set(before) | set(now)):
+        b, n = before.get(key), now.get(key)
+        if isinstance(b, dict) and isinstance(n, dict):
+            out += [f"{key}.{sub}" for sub in sorted(set(b) | set(n)) if b.get(sub) != n.get(sub)]
+        elif b != n:
+            out.append(key)
+    return out
+
+
 def _check_settings(path: Path, now: dict) -> None:
-    """Resuming with another model, preprocessing or threshold would mix two runs in one results.csv."""
+    """Resuming with another model (sources, target or suite files), image or mask folder, mask content,
+    preprocessing or scoring setting would mix two runs in one results.csv."""
     if not path.is_file():
         if (path.parent / RESULTS).is_file():
             click.echo(f"warning: {path} is missing, so --resume cannot check that the earlier outputs were made "
@@ -190,7 +216,7 @@ def _check_settings(path: Path, now: dict) -> None:
         before = json.loads(path.read_text())
     except ValueError as e:
         raise DeployError(f"{path}: unreadable ({e}); delete it to resume without the check") from None
-    changed = sorted(k for k in now if before.get(k) != now[k])
+    changed = _differences(before, now)
     if changed:
         raise DeployError(f"--resume: {', '.join(changed)} differ(s) from the run that wrote {path.parent} "
                           f"(see {path}); use another --save_dir, or run without --resume to start over")
@@ -215,7 +241,7 @@ def _check_settings(path: Path, now: dict) -> None:
 @click.option("--limit", type=click.IntRange(0), default=None, help="Only the first N images (sorted by name).")
 @click.option("--mask-suffix", "mask_suffix", default=None,
               help="Mask name suffix when the layout is not detected, e.g. _mask.gif.")
-@click.option("--threshold", type=float, default=PRED_THRESHOLD, show_default=True,
+@click.option("--threshold", type=FiniteFloat(), default=PRED_THRESHOLD, show_default=True,
               help="Foreground when the probability is >= this.")
 @click.option("--output-index", "out_index", type=click.IntRange(0), default=None,
               help="Which model output is the prediction [default: mod.json main_output, else 0].")
