@@ -249,3 +249,29 @@ def test_unlistable_image_names_are_skipped_and_counted(tmp_path):
     assert res["written"] == 1 and len(res["unlisted"]) == 4 and not res["skipped"]
     lines = (tmp_path / "list.txt").read_text().splitlines()
     assert len(lines) == 1 and Path(lines[0]).is_file()
+
+
+# ------------------------------------------------------------------ a suite is executable code
+@pytest.mark.parametrize("tamper", ["planted library", "appended bytes", "no digest"])
+def test_the_library_is_checked_against_its_digest_before_loading(suites, tmp_path, tamper):
+    """mod.so runs code when loaded: mod.json records its SHA-256 and the runtime compares before dlopen."""
+    from deploy.io import sha256_file
+    from deploy.runtime import ArtifactError, Model
+    suite = shutil.copytree(suites["host"].parent, tmp_path / "suite")
+    meta = json.loads((suite / "mod.json").read_text())
+    assert meta["library_sha256"] == sha256_file(suite / "mod.so")
+    if tamper == "planted library":  # a valid library, but not this suite's
+        shutil.copy(suites["other"].parent / "mod.so", suite / "mod.so")
+    elif tamper == "appended bytes":
+        with open(suite / "mod.so", "ab") as f:
+            f.write(b"\0")
+    else:
+        del meta["library_sha256"]
+        (suite / "mod.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(suite / 'mod.so'))}: .*(SHA-256|sha256).*recompile"):
+        Model(suite / "mod")
+
+
+def test_readme_says_a_suite_is_executable_code():
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "a model suite is executable code" in text.lower() and "only suites you trust" in text

@@ -138,7 +138,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 ex.export_library(str(so_path))
                 log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
             calibration = {"files": 0, "sha256": None} if q8 is None else q8.record()
-            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, backend)
+            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, backend, sha256_file(so_path))
             if overflow is not None:
                 meta["fp16_overflow"] = overflow
             if q8 is not None:
@@ -184,7 +184,8 @@ def _optimize(mod, backend, tgt, dtype: str, log):
     return backend.optimize(mod, tgt, dtype, log=log)
 
 
-def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, backend) -> dict:
+def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, backend,
+          library_sha256: str) -> dict:
     """The `<prefix>.json` content (schema: deploy.runtime.suite); later stages add fields."""
     tvm = import_tvm()
     import tvm_ffi
@@ -193,7 +194,7 @@ def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibrati
     meta_props = {p.key: p.value for p in model.metadata_props}
     main_output = meta_props.get("main_output") if meta_props.get("main_output") in onames else onames[0]
     return suite.description(
-        cfg.prefix, name=cfg.name,
+        cfg.prefix, name=cfg.name, library_sha256=library_sha256,
         inputs=[(t.name, shape) for t, (shape, _) in zip(ins, params)],
         outputs=[(name, shape) for name, (shape, _) in zip(onames, outs)],
         main_output=main_output, batch=entry, dtype=cfg.backend.dtype, target=targets.target_json(tgt),

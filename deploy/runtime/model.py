@@ -30,7 +30,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from deploy.errors import DeployError, UnsupportedError
-from deploy.runtime.suite import ArtifactError, existing_paths, read_meta
+from deploy.runtime.suite import ArtifactError, check_library, existing_paths, read_meta
 from deploy.tvm_env import host_lacks, import_tvm, llvm_host_cpu, resolve_threads, set_num_threads, threads_in_force
 
 _STAGED_SHAPES = 4          # input shapes whose device tensors are kept for reuse
@@ -100,6 +100,7 @@ class Model:
         self.threads = resolve_threads(self.num_threads)  # in force for every run (what reports should quote)
         self.device_kind = str(self.meta.get("device", "cpu"))
 
+        check_library(so_path, self.meta)
         tvm = import_tvm()
         self.device = self._open_device(tvm, device_id)
         try:

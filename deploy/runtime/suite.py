@@ -4,8 +4,8 @@ version, fields, writer and reader.
 Why here, in the runtime: the compiler writes the description and the runtime reads it. The compiler
 already imports the runtime (it runs every new suite through it to verify it) and the runtime never
 imports the compiler (a deployment needs no compiler), so the only place both may import without an
-upward import is the runtime. This module imports nothing heavy: the standard library, deploy.errors
-and deploy.config.ops (the typed preprocessing ops of the `preprocess` field).
+upward import is the runtime. This module imports nothing heavy: the standard library, deploy.errors,
+deploy.io (digests) and deploy.config.ops (the typed preprocessing ops of the `preprocess` field).
 
 Layout (`cfg.artifact_dir`, `<workspace>/<name>/` for the current YAML schema; how it is written
 atomically: deploy.compiler.artifact):
@@ -19,7 +19,8 @@ atomically: deploy.compiler.artifact):
       calibration.json  thresholds + hashes; reused by a rebuild with the same ONNX and images
 
 `mod.json` (schema_version 1), made by `description(...)`:
-    schema_version, name, library ("mod.so"),
+    schema_version, name, library ("mod.so"), library_sha256 (SHA-256 of mod.so: `check_library`
+        compares it before the library is loaded, since loading a shared library runs its code),
     inputs / outputs: [{name, shape, dtype}] — shape NCHW with null for the batch when it is not
         fixed; dtype is what Model.run takes/returns (float32); inputs also have layout (NCHW);
     main_output: the prediction head (ONNX metadata `main_output`, else the first output);
@@ -49,6 +50,7 @@ from typing import Any, Iterable, Sequence
 
 from deploy.config import ops as ops_mod
 from deploy.errors import DeployError
+from deploy.io import sha256_file
 
 SCHEMA_VERSION = 1
 FLOAT_NCHW = {"dtype": "float32", "layout": "NCHW"}   # what Model.run takes
@@ -85,7 +87,8 @@ def _missing_message(prefix: Path, missing: list[Path]) -> str:
 
 # ---- write ----------------------------------------------------------------------------------
 
-def description(prefix: Path, *, name: str, inputs: Sequence[tuple[str, list]], outputs: Sequence[tuple[str, list]],
+def description(prefix: Path, *, name: str, library_sha256: str, inputs: Sequence[tuple[str, list]],
+                outputs: Sequence[tuple[str, list]],
                 main_output: str, batch: dict, dtype: str, target: dict, device: str, target_features: list[str],
                 tvm: dict, pipeline: str, sources: dict, preprocess: list[dict]) -> dict:
     """A new description (the fields above, in their order); inputs/outputs as (name, shape)."""
@@ -93,6 +96,7 @@ def description(prefix: Path, *, name: str, inputs: Sequence[tuple[str, list]], 
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "library": artifact_paths(prefix)[0].name,
+        "library_sha256": library_sha256,
         "inputs": [{"name": n, "shape": shape, **FLOAT_NCHW} for n, shape in inputs],
         "outputs": [{"name": n, "shape": shape, "dtype": FLOAT_NCHW["dtype"]} for n, shape in outputs],
         "main_output": main_output,
@@ -154,6 +158,22 @@ def read_meta(prefix: str | Path) -> dict:
         raise ArtifactError(f"{meta_path}: schema_version {version} is newer than this runtime's "
                             f"({SCHEMA_VERSION}); update segdeploy or recompile the model")
     return meta
+
+
+def check_library(so_path: Path, meta: dict) -> None:
+    """Refuse a library whose bytes are not the ones its description records: a truncated copy (which
+    dies with SIGBUS inside the loader), another build's library, or one planted beside the mod.json.
+    This is an integrity check, not a security boundary: whoever can write the suite can rewrite
+    both files; a suite is executable code, so load only suites you trust."""
+    recorded = meta.get("library_sha256")
+    if not isinstance(recorded, str):
+        raise ArtifactError(f"{so_path}: its description records no SHA-256 of the library (compiled by an "
+                            "older segdeploy), so it cannot be checked before loading: recompile")
+    actual = sha256_file(so_path)
+    if actual != recorded:
+        raise ArtifactError(f"{so_path}: SHA-256 {actual} differs from the {recorded} its description "
+                            "records: the library is truncated, replaced or from another build; not loaded. "
+                            "Copy the suite whole, or recompile")
 
 
 def process_ops_from_json(items: Iterable[dict]) -> tuple:

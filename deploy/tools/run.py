@@ -186,10 +186,11 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
 
 def _model_identity(model) -> dict:
     """What run.json records of the model: its sources and target, and the digests of both suite
-    files, so a suite rebuilt from the same sources (another --target, another TVM) is told apart."""
-    library, description = artifact_paths(model.prefix)
-    return {**{k: model.meta.get(k) for k in ("name", "dtype", "sources", "target")},
-            "library_sha256": sha256_file(library), "description_sha256": sha256_file(description)}
+    files (mod.so's as its description records it, checked at load), so a suite rebuilt from the same
+    sources (another --target, another TVM) is told apart."""
+    description = artifact_paths(model.prefix)[1]
+    return {**{k: model.meta.get(k) for k in ("name", "dtype", "sources", "target", "library_sha256")},
+            "description_sha256": sha256_file(description)}
 
 
 def _differences(before: dict, now: dict) -> list[str]:
