@@ -10,9 +10,12 @@ and feature set, which TVM compiles for) is in deploy.tvm_env.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import platform
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,3 +104,22 @@ def _float(text: str | None) -> float | None:
         return float(text) if text is not None else None
     except ValueError:
         return None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process (SIGKILL) when its parent dies, however it dies: a worker
+    process left behind by a `kill -9`ed parent would spin on its benchmark loop forever. Linux only
+    (prctl PR_SET_PDEATHSIG); elsewhere a no-op. If the parent is already gone (it died before this
+    call), exit at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)

@@ -275,3 +275,38 @@ def test_the_library_is_checked_against_its_digest_before_loading(suites, tmp_pa
 def test_readme_says_a_suite_is_executable_code():
     text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert "a model suite is executable code" in text.lower() and "only suites you trust" in text
+
+
+# ---------------------------------------------------------------------------------------- leaks
+def test_perf_workers_die_with_their_parent(suites):
+    """`deploy perf -p 2` killed with SIGKILL (no cleanup runs) must not leave its workers spinning."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    parent = subprocess.Popen([sys.executable, "-m", "deploy", "perf", "-m", str(suites["host"]), "-p", "2",
+                               "--iterations", "100000000", "--warmup", "0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers = []
+        for _ in range(600):  # until both workers are started (bounded: 600 polls of 0.1 s)
+            try:
+                workers = [c for c in psutil.Process(parent.pid).children()
+                           if any("spawn_main" in a for a in c.cmdline())]
+            except psutil.Error:
+                workers = []
+            if len(workers) == 2 or parent.poll() is not None:
+                break
+            psutil.wait_procs([psutil.Process(parent.pid)], timeout=0.1)
+        assert len(workers) == 2, "perf did not start its two worker processes"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"workers still running after their parent was killed: {[p.pid for p in alive]}"
+    finally:  # whatever happened, leave nothing running
+        if parent.poll() is None:
+            parent.kill()
+        for w in workers:
+            if w.is_running():
+                w.kill()

@@ -1,7 +1,8 @@
 """`deploy perf` (the vendor's `vamp` profiler).
 
 Benchmark mode: `-i` instances (threads, each with its own loaded model) in each of `-p` processes
-(spawned) send requests of `-b` images. A request is timed from its raw input (uint8 planar image of
+(spawned; each dies with its parent, even a `kill -9`ed one: deploy.host.die_with_parent) send requests
+of `-b` images. A request is timed from its raw input (uint8 planar image of
 shape `-s`, like the vendor's device input) through the vdsp preprocessing to the model's outputs
 (end-to-end latency), and around the model call alone (model latency).
 `--queue_size 0` is latency mode: each instance preprocesses and infers one request at a time.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import multiprocessing as mp
+import os
 import queue
 import resource
 import threading
@@ -30,7 +32,7 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
-from deploy.host import usable_cores
+from deploy.host import die_with_parent, usable_cores
 from deploy.io import atomic_write_json
 from deploy.tools import files
 from deploy.preprocess import planar_to_hwc
@@ -234,7 +236,8 @@ def _cpu_percent(cpu_s: float, wall_s: float) -> float | None:
     return 100.0 * cpu_s / wall_s if steps >= 10 else None
 
 
-def _worker(cfg: PerfConfig, barrier: Any, results: Any) -> None:
+def _worker(cfg: PerfConfig, barrier: Any, results: Any, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     try:
         results.put(("ok", _run_instances(cfg, barrier)))
     except BaseException as e:
@@ -262,7 +265,7 @@ def benchmark(cfg: PerfConfig, model: Any = None) -> dict:
         ctx = mp.get_context("spawn")
         barrier = ctx.Barrier(cfg.instances * cfg.processes)
         results = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(cfg, barrier, results), daemon=True)
+        procs = [ctx.Process(target=_worker, args=(cfg, barrier, results, os.getpid()), daemon=True)
                  for _ in range(cfg.processes)]
         for p in procs:
             p.start()
