@@ -5,11 +5,13 @@ the target's own folder, then `os.replace` puts it under its final name in one s
 or an interrupted run never sees a half-written file, and two writers (threads, processes) of the
 same path never share a temporary. The temporary is created with mode 0666 minus the umask (like
 `open()`), and removed only on failure: unlinking a file that is gone still takes the folder's
-lock, which the writer threads of a run all contend for. No fsync: this guards against a killed
-process, not against power loss, and a run writes thousands of small files.
+lock, which the writer threads of a run all contend for. A full disk (ENOSPC, EDQUOT) is a
+DeployError naming the file. No fsync: this guards against a killed process, not against power
+loss, and a run writes thousands of small files. Text read by `read_text` is UTF-8 or a DeployError.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,8 +20,29 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from deploy.errors import DeployError
+
 CHUNK = 1 << 20
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: str | os.PathLike, e: OSError) -> DeployError:
+    """The user error for a write that failed for want of space (`e.errno` in DISK_FULL: ENOSPC, or
+    EDQUOT: over quota), naming the file."""
+    return DeployError(f"{path}: cannot write it: {os.strerror(e.errno)}; free space on that file system "
+                       "(or choose a folder on another one) and run again")
+
+
+def read_text(path: str | os.PathLike, what: str = "file", error: type[DeployError] = DeployError) -> str:
+    """A text file as UTF-8, or `error` naming it and the first bad byte (not a traceback)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                          f"save the {what} as UTF-8") from None
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:
@@ -39,8 +62,10 @@ def _commit(tmp: Path, path: Path, fill: Callable[[], None]) -> Path:
     try:
         fill()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full(path, e) from e
         raise
     return path
 

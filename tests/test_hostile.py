@@ -2,6 +2,7 @@
 tools (config values, file names, folders, artifacts) must end in a clear DeployError naming the
 file and key or path, and must never lose or overwrite data nor give a silently wrong result."""
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -31,7 +32,7 @@ def _build_yaml(tmp: Path, name: str, legacy: bool = False) -> Path:
 
 def _png(path: Path, value: int = 128) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+    path.write_bytes(cv2.imencode(".png", np.full((8, 8, 3), value, np.uint8))[1].tobytes())  # any file name
     return path
 
 
@@ -310,3 +311,48 @@ def test_perf_workers_die_with_their_parent(suites):
         for w in workers:
             if w.is_running():
                 w.kill()
+
+
+# ------------------------------------------------------------------- tracebacks → clear errors
+def _cli_error(capsys, *args) -> str:
+    """`deploy ARGS` in this process: it must exit with code 2 and an `error:` line, no traceback."""
+    from deploy.cli import main
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: " in err and "Traceback" not in err, err
+    return err
+
+
+def test_files_that_are_not_utf8_are_named(tmp_path, capsys):
+    from deploy.data.readers import DataWarning, list_images
+    (tmp_path / "b.yaml").write_bytes(b"name: caf\xe9\nfrontend: {}\n")            # Latin-1, not UTF-8
+    assert f"{tmp_path / 'b.yaml'}: not UTF-8" in _cli_error(capsys, "compile", tmp_path / "b.yaml")
+    (tmp_path / "v.json").write_bytes(b'{"OpType": "\xff"}')
+    assert f"{tmp_path / 'v.json'}: not UTF-8" in _cli_error(
+        capsys, "run", "--image_dir", tmp_path, "-m", tmp_path / "mod", "--vdsp_params", tmp_path / "v.json")
+    (tmp_path / "list.txt").write_bytes(b"/data/\xff.npz\n")
+    assert f"{tmp_path / 'list.txt'}: not UTF-8" in _cli_error(
+        capsys, "eval", "--input_npz_path", tmp_path / "list.txt", "--out_npz_dir", tmp_path)
+    images = tmp_path / "images"
+    _png(images / "ok.png")
+    _png(Path(os.fsdecode(bytes(images) + b"/bad\xff.png")))    # a file name that is not UTF-8
+    with pytest.warns(DataWarning, match="not valid UTF-8"):
+        assert [p.name for p in list_images(images)] == ["ok.png"]
+
+
+def _disk_full(monkeypatch) -> None:
+    """Every atomic write lands on /dev/full, whose writes fail with ENOSPC (a real one, from the kernel)."""
+    import deploy.io
+    monkeypatch.setattr(deploy.io, "_create_temp", lambda path: (os.open("/dev/full", os.O_WRONLY),
+                                                                 path.with_name(f".{path.name}.full.tmp")))
+
+
+def test_disk_full_is_a_clear_error(suites, tmp_path, monkeypatch, capsys):
+    _disk_full(monkeypatch)
+    err = _cli_error(capsys, "image2npz", "--dataset_path", suites["images"], "--target_path", tmp_path / "npz",
+                     "--text_path", tmp_path / "list.txt")
+    assert str(tmp_path / "npz") in err and "No space left on device" in err
+    err = _cli_error(capsys, "run", "--image_dir", suites["images"], "-m", suites["host"], "--vdsp_params",
+                     suites["vdsp"], "--save_dir", tmp_path / "out", "--no-progress")
+    assert str(tmp_path / "out") in err and "No space left on device" in err

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from deploy.errors import ConfigError
+from deploy.io import read_text
 
 _MISSING = object()
 
@@ -26,7 +27,7 @@ def load_document(path: str | Path, what: str, fmt: str, parse: Callable[[str], 
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
     try:
-        data = parse(path.read_text())
+        data = parse(read_text(path, what, ConfigError))
     except error as e:
         raise ConfigError(f"{path}: not valid {fmt}: {e}") from e
     _refuse_non_finite(data, path, "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import unicodedata
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,8 @@ def list_images(folder: str | os.PathLike, suffix: str | None = None,
     """Files directly in `folder` with an image extension (or ending with `suffix`), sorted by name.
 
     Left out, counted in one DataWarning (and appended to `skipped` as (path, reason)): hidden files
-    (a leading dot: editor and macOS `._*` files) and names holding a control character (a newline
-    would split the path over two lines of a datalist or results.csv)."""
+    (a leading dot: editor and macOS `._*` files), names holding a control character (a newline
+    would split the path over two lines of a datalist or results.csv) and names that are not UTF-8."""
     folder = _dir(folder, "image folder")
     if suffix:
         pattern = _suffix_pattern(suffix)
@@ -62,24 +63,26 @@ def list_images(folder: str | os.PathLike, suffix: str | None = None,
         names = sorted(e.name for e in it if keep(e.name) and e.is_file())
     left_out = [(folder / n, _unlistable(n)) for n in names if _unlistable(n)]
     if left_out:
-        hidden = sum(reason == _HIDDEN for _, reason in left_out)
-        warnings.warn(f"{folder}: {len(left_out)} file(s) skipped: {hidden} hidden (name starts with '.'), "
-                      f"{len(left_out) - hidden} with control characters in the name, e.g. "
+        counts = Counter(reason for _, reason in left_out)
+        warnings.warn(f"{folder}: {len(left_out)} file(s) skipped: "
+                      f"{', '.join(f'{n} {reason}' for reason, n in counts.items())}, e.g. "
                       f"{left_out[0][0].name!r}; rename them to include them", DataWarning, stacklevel=2)
         if skipped is not None:
             skipped += [(str(p), f"{str(p)!r}: skipped, {reason}") for p, reason in left_out]
     return [folder / n for n in names if not _unlistable(n)]
 
 
-_HIDDEN = "a hidden file (its name starts with '.')"
-
-
 def _unlistable(name: str) -> str | None:
-    """Why a file name is left out of a listing, or None."""
+    """Why a file name is left out of a listing (it could not be written on one line of a datalist or
+    results.csv, or at all as UTF-8), or None."""
     if name.startswith("."):
-        return _HIDDEN
+        return "hidden (name starts with '.')"
     if any(unicodedata.category(c) == "Cc" for c in name):
-        return "a control character in its name"
+        return "with control characters in the name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+        return "whose name is not valid UTF-8"
     return None
 
 

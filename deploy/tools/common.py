@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from deploy.errors import DeployError
+from deploy.io import read_text
 
 
 class FiniteFloat(click.ParamType):
@@ -103,7 +104,7 @@ def read_datalist(path: str | os.PathLike) -> list[Path]:
     if not path.is_file():
         raise DeployError(f"datalist {path} not found")
     out = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "datalist").splitlines():
         line = line.strip()
         if line:
             p = Path(line)

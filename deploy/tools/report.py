@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.data.metrics import EMPTY_NOTE
-from deploy.io import atomic_write_json, atomic_write_text
+from deploy.io import DISK_FULL, atomic_write_json, atomic_write_text, disk_full
 from deploy.tools import draw, files
 
 OK = "ok"
@@ -79,14 +79,24 @@ class RowAppender:
 
     def __init__(self, path: str | os.PathLike, rows: list[Row]):
         write_rows(path, rows)
+        self.path = Path(path)
         self.f = open(path, "a", newline="")
 
     def add(self, row: Row) -> None:
-        self.f.write(row.csv_line())
-        self.f.flush()
+        try:
+            self.f.write(row.csv_line())
+            self.f.flush()
+        except OSError as e:
+            if e.errno in DISK_FULL:
+                raise disk_full(self.path, e) from e
+            raise
 
     def close(self) -> None:
-        self.f.close()
+        try:
+            self.f.close()
+        except OSError as e:  # only a line add() already reported as not written can be pending
+            if e.errno not in DISK_FULL:
+                raise
 
 
 def summarize(rows: list[Row], **extra) -> dict:
