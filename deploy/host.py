@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import DeployError
+
 CPUINFO = Path("/proc/cpuinfo")
 # Extensions the kernels and the training precision depend on, in the order describe() lists them.
 KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
@@ -123,3 +125,34 @@ def die_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable), or None when unknown."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: float, what: str, hint: str) -> None:
+    """Refuse work whose estimated memory (`nbytes`) exceeds what this machine has free, before it
+    starts: otherwise numpy, OpenCV or TVM fail deep inside (or the kernel's OOM killer ends the
+    process without a word). `what` names the setting, `hint` says what to do."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise DeployError(f"{what} needs about {_gib(nbytes)} of memory, this machine has {_gib(free)} "
+                          f"available; {hint}")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"

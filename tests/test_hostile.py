@@ -356,3 +356,26 @@ def test_disk_full_is_a_clear_error(suites, tmp_path, monkeypatch, capsys):
     err = _cli_error(capsys, "run", "--image_dir", suites["images"], "-m", suites["host"], "--vdsp_params",
                      suites["vdsp"], "--save_dir", tmp_path / "out", "--no-progress")
     assert str(tmp_path / "out") in err and "No space left on device" in err
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused_up_front(suites, tmp_path, capsys):
+    """Sizes no machine can hold fail before any work, naming the option, not deep in numpy/OpenCV/TVM."""
+    model = ["-m", suites["host"]]
+    assert "-b 1000000000" in _cli_error(capsys, "perf", *model, "-b", "1000000000", "--iterations", "1")
+    assert "needs about" in _cli_error(capsys, "perf", *model, "-s", "[3,2000000,2000000]", "--iterations", "1")
+    assert "--batch 1000000000" in _cli_error(capsys, "run", "--image_dir", suites["images"], *model,
+                                              "--vdsp_params", suites["vdsp"], "--batch", "1000000000",
+                                              "--save_dir", tmp_path / "o")
+    huge = _vdsp(tmp_path, OimageWidth=3_000_000, OimageHeight=3_000_000)
+    assert "3000000x3000000" in _cli_error(capsys, "run", "--image_dir", suites["images"], *model,
+                                           "--vdsp_params", huge, "--save_dir", tmp_path / "o")
+
+
+def test_histogram_bins_that_cannot_fit_are_refused_before_calibrating(tmp_path, capsys):
+    import onnx
+
+    from test_quantize import make_cfg, small_net, write_images
+    write_images(tmp_path / "images", n=2)
+    onnx.save(small_net(), tmp_path / "net.onnx")
+    cfg = make_cfg(tmp_path, mode="percentile", extra=", num_bins: 1000000000000")
+    assert "backend.quantize.num_bins 1000000000000" in _cli_error(capsys, "analyze", cfg.source)

@@ -12,6 +12,7 @@ from deploy import catalogue
 from deploy.config.ops import CvtColor, Crop, DecodeImage, Normalize, Op, Pad, Resize, ToTensor
 from deploy.config.vdsp import OP_CROP, VdspConfig
 from deploy.errors import ConfigError, DeployError
+from deploy.host import check_memory
 from deploy.preprocess.resize import resize
 
 
@@ -70,6 +71,11 @@ class Preprocessor:
         if not ops or not isinstance(ops[-1], ToTensor):
             ops.append(ToTensor())  # the model always takes CHW float32
         self.ops, self.input_order = tuple(ops), input_order
+        for op in self.ops:
+            if isinstance(op, (Resize, Crop)):
+                h, w = op.size  # the float32 tensor and two working copies of it, per image
+                check_memory(3 * h * w * 4 * 3, f"preprocessing to {h}x{w} ({type(op).__name__})",
+                             "check the Resize/Crop size (vdsp OimageHeight/OimageWidth, ResizeHeight/ResizeWidth)")
 
     @classmethod
     def from_process_ops(cls, ops: Sequence[Op]) -> "Preprocessor":

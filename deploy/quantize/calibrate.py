@@ -11,6 +11,7 @@ import onnx
 
 from deploy.config.build import BuildConfig
 from deploy.errors import ConfigError, DeployError
+from deploy.host import check_memory
 from deploy.quantize.graph import conv_nodes, single_input
 from deploy.quantize.thresholds import find_threshold
 
@@ -92,6 +93,9 @@ def calibrate(cfg: BuildConfig, model: onnx.ModelProto, images: list[Path], tens
 
     q = cfg.backend.quantize
     tensors = calibration_tensors(model) if tensors is None else tensors
+    # one histogram per tensor (int64 counts) and the threshold search's float copies of it
+    check_memory(len(tensors) * q.num_bins * 8 * 4, f"{cfg.source}: backend.quantize.num_bins {q.num_bins} "
+                 f"({len(tensors)} tensors)", "use fewer bins (the default is 2048)")
     input_name, dims = single_input(model)
     pre = Preprocessor.from_process_ops(cfg.dataset.process_ops)
     first = pre.load(images[0])

@@ -32,7 +32,7 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
-from deploy.host import die_with_parent, usable_cores
+from deploy.host import check_memory, die_with_parent, usable_cores
 from deploy.io import atomic_write_json
 from deploy.tools import files
 from deploy.preprocess import planar_to_hwc
@@ -113,8 +113,9 @@ class Inputs:
         if self.pre is not None and shapes[0][0] != 3:
             raise DeployError(f"-s {list(shapes[0])}: with --vdsp_params the first input is a 3-channel image [3,H,W]")
         self.shapes = shapes
-        rng = np.random.default_rng(cfg.seed)
         pool = 4  # distinct requests, reused: no RNG in the timed loop
+        _check_memory(model, cfg, shapes, pool)
+        rng = np.random.default_rng(cfg.seed)
         self.raw = []
         for _ in range(pool):
             req = []
@@ -137,6 +138,18 @@ class Inputs:
         if self.pre is None:
             return raw
         return [np.stack([self.pre(p) for p in raw[0]])] + list(raw[1:])
+
+
+def _check_memory(model: Any, cfg: PerfConfig, shapes: list[tuple[int, ...]], pool: int) -> None:
+    """Every instance of every process holds `pool` raw requests, up to queue_size + 1 prepared ones
+    and the outputs of one: refuse a -b/-s that cannot fit before allocating any of it."""
+    n = cfg.batch
+    raw = sum(n * float(np.prod(sh)) * 4 for sh in shapes)
+    prepared = sum(n * float(np.prod([d for d in i.shape[1:] if isinstance(d, int)])) * 4 for i in model.inputs)
+    outputs = sum(n * float(np.prod([d for d in o.shape[1:] if isinstance(d, int)])) * 4 for o in model.outputs)
+    total = (pool * raw + (cfg.queue_size + 1) * prepared + outputs) * cfg.instances * cfg.processes
+    check_memory(total, f"-b {n} with input shape(s) {[list(s) for s in shapes]} "
+                        f"({cfg.instances * cfg.processes} instance(s))", "use a smaller -b, -s, -i or -p")
 
 
 def _concrete(info: Any, cfg: PerfConfig) -> tuple[int, ...]:

@@ -32,6 +32,7 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.host import check_memory
 from deploy.io import atomic_write_json, sha256_file, sha256_files
 from deploy.runtime.suite import artifact_paths
 from deploy.tools import files, report
@@ -102,6 +103,9 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     save_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(model_prefix, num_threads)
     check_image_model(model, pre.out_size, f"{model_prefix}")
+    check_memory(batch * sum(4 * float(np.prod([d for d in t.shape[1:] if isinstance(d, int)]))
+                             for t in (*model.inputs, *model.outputs)) * 2,
+                 f"--batch {batch}", "use a smaller --batch")
     idx = output_index(model, out_index)
     keys = tuple(f"output_{i}" for i in range(len(model.outputs))) if npz else ()
 
