@@ -315,12 +315,13 @@ def test_perf_workers_die_with_their_parent(suites):
 
 # ------------------------------------------------------------------- tracebacks → clear errors
 def _cli_error(capsys, *args) -> str:
-    """`deploy ARGS` in this process: it must exit with code 2 and an `error:` line, no traceback."""
+    """`deploy ARGS` in this process: it must exit with code 2 and an error line (ours, or click's usage
+    error), no traceback."""
     from deploy.cli import main
     with pytest.raises(SystemExit) as e:
         main([str(a) for a in args])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "error: " in err and "Traceback" not in err, err
+    assert e.value.code == 2 and "error: " in err.lower() and "Traceback" not in err, err
     return err
 
 
@@ -379,3 +380,26 @@ def test_histogram_bins_that_cannot_fit_are_refused_before_calibrating(tmp_path,
     onnx.save(small_net(), tmp_path / "net.onnx")
     cfg = make_cfg(tmp_path, mode="percentile", extra=", num_bins: 1000000000000")
     assert "backend.quantize.num_bins 1000000000000" in _cli_error(capsys, "analyze", cfg.source)
+
+
+def test_option_values_are_checked_before_the_long_work(suites, tmp_path, capsys, monkeypatch):
+    """A bad --percentiles or --json, an unwritable workspace or a held compile lock is refused before
+    the benchmark or the build runs (not after it, with the work lost)."""
+    from deploy.compiler import artifact, onnx_import
+    model = ["-m", suites["host"], "--iterations", "1", "--warmup", "0"]
+    assert "--percentiles" in _cli_error(capsys, "perf", *model, "--percentiles", "[50,150]")
+    (tmp_path / "afile").write_text("")
+    assert "--json" in _cli_error(capsys, "perf", *model, "--json", tmp_path)  # a folder: click says so
+    bad = tmp_path / "afile" / "r.json"
+    assert f"--json {bad}" in _cli_error(capsys, "perf", *model, "--json", bad)
+
+    def no_build(*a, **k):
+        raise AssertionError("the build started")
+    monkeypatch.setattr(onnx_import, "load_onnx", no_build)
+    yaml = _build_yaml(tmp_path, "net")
+    with open(yaml, "a") as f:
+        f.write(f"workspace: {{path: {tmp_path / 'afile'}}}\n")
+    assert f"{yaml}: workspace: {tmp_path}/afile" in _cli_error(capsys, "compile", yaml)
+    yaml = _build_yaml(tmp_path, "net")
+    with artifact.staging(tmp_path / "workspace" / "net"):  # another compile of the same name, writing
+        assert "another compile of this model is running" in _cli_error(capsys, "compile", yaml)

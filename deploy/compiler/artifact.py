@@ -74,6 +74,24 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def preflight(final: Path, what: str) -> None:
+    """Before any work: the suite's folder can be written (its nearest existing folder is writable;
+    nothing is created here) and no other compile of this name holds its lock. `staging` takes the
+    lock for real; this only refuses early what it would refuse after the whole build. `what` names
+    the setting (the YAML's workspace)."""
+    final = Path(final)
+    folder = final.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DeployError(f"{what}: {final.parent} cannot be created or written ({folder} is not a writable "
+                          "folder); choose another workspace path")
+    lock_path = final.parent / f".{final.name}.lock"
+    if lock_path.is_file():
+        with _locked(lock_path):
+            pass
+
+
 @contextlib.contextmanager
 def staging(final: Path) -> Iterator[Path]:
     """Yield a temporary folder next to `final`; on normal exit swap it in, on any exception

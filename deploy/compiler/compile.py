@@ -86,6 +86,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
     bar = tqdm(total=len(STAGES) - (not int8), desc=f"compile {cfg.name}", unit="stage", disable=not show, leave=False,
                file=sys.stderr)
     try:
+        artifact.preflight(cfg.artifact_dir, f"{cfg.source}: workspace")  # writable, not being compiled
         # everything up to the build happens in memory: a failure there touches no file
         with log.stage("load", bar):
             model = onnx_import.load_onnx(cfg.frontend.checkpoint, yaml=cfg.source)

@@ -32,6 +32,20 @@ def check_finite(name: str, value: float) -> float:
     return value
 
 
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any long work, an output file path that cannot be written: a folder, or one
+    whose nearest existing parent is not a writable folder (the file is not created here)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DeployError(f"{flag} {path}: is a folder; give a file path")
+    parent = path.parent.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DeployError(f"{flag} {path}: cannot be written ({parent} is not a writable folder); "
+                          "choose another path")
+
+
 def load_model(prefix: str | os.PathLike, num_threads: int | None = None) -> Any:
     """The compiled model at `prefix` (`<prefix>.so` + `<prefix>.json`), as deploy.runtime loads it."""
     from deploy.runtime import Model

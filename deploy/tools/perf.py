@@ -36,7 +36,7 @@ from deploy.host import check_memory, die_with_parent, usable_cores
 from deploy.io import atomic_write_json
 from deploy.tools import files
 from deploy.preprocess import planar_to_hwc
-from deploy.tools.common import load_model, read_datalist, vdsp_preprocessor, warn_device
+from deploy.tools.common import check_writable, load_model, read_datalist, vdsp_preprocessor, warn_device
 
 DEFAULT_PERCENTILES = (50, 90, 95, 99)
 
@@ -64,8 +64,17 @@ def parse_ints(text: str | None, what: str) -> tuple[int, ...] | None:
     s = str(text).strip().strip("[]()")
     try:
         return tuple(int(float(v)) for v in s.replace(" ", ",").split(",") if v)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise DeployError(f"{what}: expected numbers like [50,90,95,99], got {text!r}") from None
+
+
+def parse_percentiles(text: str | None) -> tuple[int, ...] | None:
+    """--percentiles, each in 0..100: checked before the benchmark, not when the report is made."""
+    values = parse_ints(text, "--percentiles")
+    bad = [v for v in values or () if not 0 <= v <= 100]
+    if bad:
+        raise DeployError(f"--percentiles: each must be in 0..100, got {bad[0]} in {text!r}")
+    return values
 
 
 @dataclass
@@ -440,9 +449,11 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
     if (datalist is None) != (path_output is None):
         raise click.UsageError("accuracy mode needs both --datalist and --path_output")
     warn_device(device)
+    if json_path:
+        check_writable(json_path, "--json")
     cfg = PerfConfig(prefix=prefix, vdsp_params=vdsp_params, instances=instances, processes=processes, batch=batch,
                      shapes=parse_shapes(shape), iterations=iterations, warmup=warmup,
-                     percentiles=parse_ints(percentiles, "--percentiles") or DEFAULT_PERCENTILES,
+                     percentiles=parse_percentiles(percentiles) or DEFAULT_PERCENTILES,
                      queue_size=queue_size, num_threads=num_threads)
     if datalist:
         res = accuracy(cfg, datalist, path_output, workers)
