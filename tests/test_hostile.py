@@ -253,7 +253,7 @@ def test_unlistable_image_names_are_skipped_and_counted(tmp_path):
 
 
 # ------------------------------------------------------------------ a suite is executable code
-@pytest.mark.parametrize("tamper", ["planted library", "appended bytes", "no digest"])
+@pytest.mark.parametrize("tamper", ["planted library", "appended bytes", "truncated", "no digest"])
 def test_the_library_is_checked_against_its_digest_before_loading(suites, tmp_path, tamper):
     """mod.so runs code when loaded: mod.json records its SHA-256 and the runtime compares before dlopen."""
     from deploy.io import sha256_file
@@ -266,6 +266,8 @@ def test_the_library_is_checked_against_its_digest_before_loading(suites, tmp_pa
     elif tamper == "appended bytes":
         with open(suite / "mod.so", "ab") as f:
             f.write(b"\0")
+    elif tamper == "truncated":  # an interrupted copy: the loader would die with SIGBUS
+        (suite / "mod.so").write_bytes((suite / "mod.so").read_bytes()[:4096])
     else:
         del meta["library_sha256"]
         (suite / "mod.json").write_text(json.dumps(meta))
