@@ -6,11 +6,6 @@ import statistics
 import time
 from typing import Callable
 
-import numpy as np
-
-from deploy.errors import DeployError
-from deploy.host import cpu, usable_cores
-
 
 SETTLE_S = 0.05
 
@@ -66,23 +61,3 @@ def _busy_wait(seconds: float) -> None:
 
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
-
-
-def nominal_peak_gflops(flop_per_cycle: int = 32) -> float:
-    """cores × clock × fp32 FLOP/cycle; 32 = one 512-bit FMA per cycle (Zen 4 runs AVX-512 on two
-    256-bit pipes; Intel server cores with two 512-bit FMA units reach 64)."""
-    mhz = cpu().mhz
-    if mhz is None:
-        raise DeployError("/proc/cpuinfo gives no clock (cpu MHz) for the nominal peak")
-    return usable_cores() * mhz * 1e-3 * flop_per_cycle
-
-
-def sgemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """A measured fp32 ceiling for this machine: numpy's BLAS sgemm, best of a few runs."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
