@@ -6,11 +6,6 @@ import statistics
 import time
 from typing import Callable
 
-import numpy as np
-
-from deploy.errors import DeployError
-from deploy.host import cpu, usable_cores
-
 
 SETTLE_S = 0.05
 
@@ -23,18 +18,39 @@ def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int
     the CPU idle and make the next call pay for waking up): an engine's thread pool keeps spinning
     after its run — onnxruntime's burns ~40 ms of a core (measured) — and without the pause that
     spin is charged to whichever engine is timed next (UNet b1: TVM 21.6 ms right after an
-    onnxruntime run, 11.0 ms with onnxruntime's spinning off)."""
+    onnxruntime run, 11.0 ms with onnxruntime's spinning off). The pause does not remove all of it
+    (the same TVM suite read 99 ms right after onnxruntime and 46 ms elsewhere in the round, UNet
+    b1, loaded machine), so the rounds also change order (round_orders): no engine always runs
+    right after the same other one."""
     for _ in range(warmup):
         for fn in engines.values():
             fn()
+    names = list(engines)
+    orders = round_orders(len(names))
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(runs):
-        for name, fn in engines.items():
+    for r in range(runs):
+        for i in orders[r % len(orders)]:
             _busy_wait(settle_s)
             t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+            engines[names[i]]()
+            times[names[i]].append(time.perf_counter() - t)
     return times
+
+
+def round_orders(n: int) -> list[list[int]]:
+    """A balanced Latin square (Williams design) on n engines: every engine takes every place in
+    the round equally often and runs right after every other engine equally often (once in the n
+    orders for even n, twice in the 2n for odd n). Cyclic rotation would not do: it keeps each
+    engine's successor."""
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
 def _busy_wait(seconds: float) -> None:
@@ -45,23 +61,3 @@ def _busy_wait(seconds: float) -> None:
 
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1e3
-
-
-def nominal_peak_gflops(flop_per_cycle: int = 32) -> float:
-    """cores × clock × fp32 FLOP/cycle; 32 = one 512-bit FMA per cycle (Zen 4 runs AVX-512 on two
-    256-bit pipes; Intel server cores with two 512-bit FMA units reach 64)."""
-    mhz = cpu().mhz
-    if mhz is None:
-        raise DeployError("/proc/cpuinfo gives no clock (cpu MHz) for the nominal peak")
-    return usable_cores() * mhz * 1e-3 * flop_per_cycle
-
-
-def sgemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """A measured fp32 ceiling for this machine: numpy's BLAS sgemm, best of a few runs."""
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
