@@ -20,6 +20,7 @@ COMMANDS = {
     "perf": "deploy.tools.perf:cli",
     "eval": "deploy.tools.evaluate:cli",
     "analyze": "deploy.quantize.cli:analyze_cmd",
+    "report": "deploy.tools.html_report:cli",
     "zoo": "deploy.zoo.cli:zoo_group",
 }
 

@@ -30,6 +30,7 @@ import numpy as np
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
+from deploy.tools.html_report import hint
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
@@ -157,7 +158,9 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     summary = report.summarize(rows, datalist=str(datalist), out_npz_dir=str(out_dir),
                                match="position (output_%06d.npz)" if vamp_flag else "input name (<stem>.npz)",
                                threshold=threshold, output_index=out_index,
-                               confusion=confusion.scores() if confusion else None)
+                               confusion=confusion.scores() if confusion else None,
+                               image_dir=src_dir and str(Path(src_dir).resolve()),
+                               mask_dir=gt_dir and str(Path(gt_dir).resolve()))
     if drawn:
         report.write_rows(drawn / report.RESULTS, rows)
         report.write_summary(drawn, summary, rows, f"deploy eval: {out_dir}")
@@ -169,6 +172,8 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     issues = report.problems(rows)
     if issues:
         click.echo(issues, err=True)
+    if drawn:
+        click.echo(hint(drawn))
     return summary
 
 

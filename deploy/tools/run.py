@@ -39,6 +39,7 @@ from deploy.tools import files, report
 from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
 from deploy.tools.draw import mask_image
+from deploy.tools.html_report import hint
 from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
@@ -176,7 +177,8 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     summary = report.summarize(
         rows, model=str(model_prefix), vdsp_params=str(vdsp_params), batch=batch, workers=workers,
         threshold=threshold, output_index=idx, npz=npz, resumed=len(kept), processed=new, elapsed_s=elapsed,
-        throughput_ips=(new / elapsed if new and elapsed > 0 else None))
+        throughput_ips=(new / elapsed if new and elapsed > 0 else None), image_dir=str(Path(image_dir).resolve()),
+        mask_dir=str(Path(mask_dir).resolve()) if mask_dir else None)
     report.write_summary(save_dir, summary, rows, f"deploy run: {Path(model_prefix)}")
     click.echo(report.means_line(summary))
     if new:
@@ -185,6 +187,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     issues = report.problems(rows)
     if issues:
         click.echo(issues, err=True)
+    click.echo(hint(save_dir))
     return summary
 
 

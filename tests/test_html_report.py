@@ -1,0 +1,209 @@
+"""`deploy report`: reports of real `deploy run` folders (one run; fp32 against int8 of a small
+compiled model) checked file by file, a 10 000-image results file that must stay a bounded page,
+and the report opened in headless Chromium (table, sort, comparison; no console error)."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploy.cli import cli
+from deploy.errors import DeployError
+from deploy.tools import html_report, report
+from deploy.tools.report_runs import read_labels
+from deploy.tools.run import run
+from test_tools_e2e import SIZE, tiny_seg, vdsp_json
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _data(out: Path) -> dict:
+    text = (out / "data.js").read_text()
+    assert text.startswith("window.REPORT_DATA = ") and text.rstrip().endswith(";")
+    return json.loads(text[len("window.REPORT_DATA = "):].rstrip().rstrip(";"))
+
+
+def _build_yaml(root: Path, dtype: str, images: Path) -> Path:
+    import onnx
+    onnx.save(tiny_seg(), root / "tiny_seg.onnx")
+    doc = {"name": f"tiny_{dtype}",
+           "frontend": {"type": "onnx", "checkpoint": "./tiny_seg.onnx", "shape": {"input": [1, 3, SIZE, SIZE]}},
+           "backend": {"type": "tvm_vacc", "dtype": dtype},
+           "dataset": {"type": "tvm", "path": str(images), "sampler": {"suffix": "png", "get_data_num": 8},
+                       "process_ops": [{"type": "DecodeImage"}, {"type": "CvtColor", "code": "COLOR_RGB2BGR"},
+                                       {"type": "Resize", "size": [SIZE, SIZE]},
+                                       {"type": "Normalize", "mean": [0.5] * 3, "std": [0.5] * 3},
+                                       {"type": "ToTensor"}]},
+           "workspace": {"path": f"./ws_{dtype}"}}
+    path = root / f"tiny_{dtype}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """`deploy run` of one small model compiled fp32 and int8 on the same 10 synthetic images."""
+    from deploy.compiler import compile_build
+    from deploy.config import load_build_config
+    from deploy.data.synth import synth_dsb2018
+
+    root = tmp_path_factory.mktemp("report")
+    data = synth_dsb2018(root / "data", n=10, seed=3)
+    (root / "vdsp.json").write_text(json.dumps(vdsp_json()))
+    out = {}
+    for dtype in ("fp32", "int8"):
+        prefix = compile_build(load_build_config(_build_yaml(root, dtype, data / "images")), progress=False)
+        out[dtype] = root / f"run_{dtype}"
+        run(data / "images", prefix, root / "vdsp.json", out[dtype], data / "masks", progress=False)
+    return out, data
+
+
+def test_one_run_report(runs, tmp_path):
+    dirs, data = runs
+    out = tmp_path / "one"
+    index = html_report.build([dirs["fp32"]], out)
+    assert index == out / "index.html"
+    page = index.read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from the network
+    assert "fp32" in page and "Score distribution" in page and "dropped most" not in page
+    assert "llvm" in page  # the target from mod.json
+    rows = report.read_rows(dirs["fp32"] / "results.csv")
+    d = _data(out)
+    assert [r[0] for r in d["rows"]] == sorted(rows)
+    for r, pics in zip(d["rows"], d["pics"]):
+        assert r[2] == pytest.approx(rows[r[0]].iou) and r[3] == pytest.approx(rows[r[0]].dice)
+        for p in pics:  # image, ground truth, overlay: all there, downscaled
+            img = cv2.imread(str(out / p))
+            assert img is not None and max(img.shape[:2]) <= 128
+    gt = cv2.imread(str(out / d["pics"][0][1]), 0)
+    assert gt.max() > 0 and gt.min() == 0  # the synthetic masks have foreground and background
+    hist = cv2.imread(str(out / "iou_hist.png"))
+    assert hist.shape[:2] == (400, 640)
+
+
+def test_fp32_vs_int8_report(runs, tmp_path):
+    dirs, _ = runs
+    out = tmp_path / "cmp"
+    html_report.build([dirs["fp32"], dirs["int8"]], out, top=4)
+    page = (out / "index.html").read_text()
+    assert "IoU change against fp32" in page and "The 4 images whose IoU dropped most" in page
+    assert {"iou_hist.png", "iou_delta.png", "iou_scatter.png", "data.js", "index.html", "thumbs"} <= \
+        {p.name for p in out.iterdir()}
+    fp32, int8 = (report.read_rows(dirs[k] / "results.csv") for k in ("fp32", "int8"))
+    d = _data(out)
+    keys = [c["key"] for c in d["columns"]]
+    assert keys == ["image", "status", "iou_0", "dice_0", "iou_1", "dice_1", "delta_1", "differ_1"]
+    for r in d["rows"]:
+        name = r[0]
+        assert r[6] == pytest.approx(int8[name].iou - fp32[name].iou, abs=1e-12)
+        a = read_labels(dirs["fp32"] / f"{Path(name).stem}.png")
+        b = read_labels(dirs["int8"] / f"{Path(name).stem}.png")
+        assert r[7] == pytest.approx(float((a != b).mean()))
+    worst = re.findall(r'<tr data-row="(\d+)">', page)
+    assert len(worst) == 4
+    deltas = [d["rows"][int(i)][6] for i in worst]
+    assert deltas == sorted(deltas) and deltas[0] == min(r[6] for r in d["rows"])
+    for i in worst:  # side-by-side masks and the disagreement map of each compared image
+        for k in ("m0", "m1", "d1"):
+            assert (out / "thumbs" / f"{i}_{k}.png").is_file()
+
+
+def _synthetic_run(folder: Path, n: int, seed: int, dtype: str) -> None:
+    """A results.csv of `n` images (what a 10 000-image `deploy run` leaves, without its masks)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    rows = [report.Row(f"img_{i:05d}.png", report.OK, float(v), float(2 * v / (1 + v)), mask=f"img_{i:05d}.png")
+            for i, v in enumerate(np.clip(rng.normal(0.8, 0.1, n), 0, 1))]
+    report.write_rows(folder / "results.csv", rows)
+    (folder / "run.json").write_text(json.dumps({"model": {"name": "synthetic", "dtype": dtype}}))
+    (folder / "summary.json").write_text(json.dumps(report.summarize(rows, throughput_ips=100.0, batch=8)))
+
+
+@pytest.fixture(scope="module")
+def big_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("big")
+    _synthetic_run(root / "fp32", 10_000, 0, "fp32")
+    _synthetic_run(root / "int8", 10_000, 1, "int8")
+    t = time.perf_counter()
+    index = html_report.build([root / "fp32", root / "int8"], root / "report")
+    return index, time.perf_counter() - t
+
+
+def test_10k_images_page_stays_bounded(big_report):
+    index, seconds = big_report
+    assert seconds < 120
+    assert index.stat().st_size < 100_000  # the rows are in data.js, paged in by the script
+    d = _data(index.parent)
+    assert len(d["rows"]) == 10_000 and d["page_size"] == html_report.PAGE_SIZE
+    assert "only in the other run" in index.read_text()  # compared, though no mask is there to draw
+
+
+def test_missing_matplotlib_is_a_clear_error(runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(DeployError, match=r"pip install 'segdeploy\[report\]'"):
+        html_report.build([runs[0]["fp32"]], tmp_path / "r")
+    assert not (tmp_path / "r" / "thumbs").exists()
+
+
+def test_cli_and_run_hint(runs, tmp_path):
+    res = CliRunner().invoke(cli, ["report", str(runs[0]["fp32"]), str(runs[0]["int8"]), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {tmp_path / 'index.html'}" in res.output
+    res = CliRunner().invoke(cli, ["report", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "no results.csv" in str(res.exception)
+    assert html_report.hint("runs/a").startswith("report: deploy report runs/a --out runs/a/report")
+
+
+# ------------------------------------------------------------------------------- headless browser
+def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Chromium as the README's browser check runs it: headless, sandbox and networking off."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    profile = tmp / f"profile{len(list(tmp.glob('profile*')))}"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+           "--window-size=1400,1800", *extra, url]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not console, "\n".join(console)
+    return res
+
+
+def _rows_in(dom: str) -> list[str]:
+    body = dom[dom.index('id="table-body"'):]
+    return re.findall(r'<tr data-row="(\d+)">', body[:body.index("</tbody>")])
+
+
+def test_report_in_a_real_browser(runs, big_report, tmp_path):
+    out = tmp_path / "cmp"
+    index = html_report.build([runs[0]["fp32"], runs[0]["int8"]], out, top=4)
+    url = index.as_uri()
+    dom = _chromium(url, tmp_path, "--dump-dom").stdout
+    d = _data(out)
+    shown = _rows_in(dom)
+    assert len(shown) == len(d["rows"]) == 10 and 'data-table-rows="10"' in dom
+    deltas = [d["rows"][int(i)][6] for i in shown]
+    assert deltas == sorted(deltas)  # default view: the worst ΔIoU first
+    assert "ΔIoU int8" in dom and dom.count("<figure>") >= 4 * 5  # the comparison view's strips
+    dom = _chromium(url + "#sort=iou_0&dir=desc", tmp_path, "--dump-dom").stdout
+    ious = [d["rows"][int(i)][2] for i in _rows_in(dom)]
+    assert ious == sorted(ious, reverse=True) and "IoU fp32 ▼" in dom
+    _chromium(url, tmp_path, f"--screenshot={tmp_path / 'comparison.png'}")
+    shot = cv2.imread(str(tmp_path / "comparison.png"))
+    assert shot is not None and shot.shape[1] == 1400 and shot.std() > 10
+
+    big, _ = big_report
+    t = time.perf_counter()
+    dom = _chromium(big.as_uri() + "#sort=delta_1&dir=asc&page=3", tmp_path, "--dump-dom").stdout
+    assert time.perf_counter() - t < 60
+    assert len(_rows_in(dom)) == html_report.PAGE_SIZE and "page 3 of 100 (10000 of 10000 images)" in dom
+    _chromium(big.as_uri(), tmp_path, f"--screenshot={tmp_path / 'big.png'}")
