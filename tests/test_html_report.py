@@ -19,6 +19,7 @@ from deploy.cli import cli
 from deploy.errors import DeployError
 from deploy.tools import html_report, report
 from deploy.tools.report_runs import read_labels
+from deploy.tools.report_thumbs import GAINED, LOST
 from deploy.tools.run import run
 from test_tools_e2e import SIZE, tiny_seg, vdsp_json
 
@@ -58,16 +59,20 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     data = synth_dsb2018(root / "data", n=10, seed=3)
     (root / "vdsp.json").write_text(json.dumps(vdsp_json()))
-    out = {}
+    out, prefixes = {}, {}
     for dtype in ("fp32", "int8"):
-        prefix = compile_build(load_build_config(_build_yaml(root, dtype, data / "images")), progress=False)
+        prefixes[dtype] = compile_build(load_build_config(_build_yaml(root, dtype, data / "images")), progress=False)
         out[dtype] = root / f"run_{dtype}"
-        run(data / "images", prefix, root / "vdsp.json", out[dtype], data / "masks", progress=False)
-    return out, data
+        run(data / "images", prefixes[dtype], root / "vdsp.json", out[dtype], data / "masks", progress=False)
+    # the fp32 model with a stricter threshold: masks that really differ, for the drop statistics
+    out["strict"] = root / "run_strict"
+    run(data / "images", prefixes["fp32"], root / "vdsp.json", out["strict"], data / "masks", threshold=0.6,
+        progress=False)
+    return out, data, prefixes
 
 
 def test_one_run_report(runs, tmp_path):
-    dirs, data = runs
+    dirs, data, _ = runs
     out = tmp_path / "one"
     index = html_report.build([dirs["fp32"]], out)
     assert index == out / "index.html"
@@ -90,7 +95,7 @@ def test_one_run_report(runs, tmp_path):
 
 
 def test_fp32_vs_int8_report(runs, tmp_path):
-    dirs, _ = runs
+    dirs, *_ = runs
     out = tmp_path / "cmp"
     html_report.build([dirs["fp32"], dirs["int8"]], out, top=4)
     page = (out / "index.html").read_text()
@@ -114,6 +119,26 @@ def test_fp32_vs_int8_report(runs, tmp_path):
     for i in worst:  # side-by-side masks and the disagreement map of each compared image
         for k in ("m0", "m1", "d1"):
             assert (out / "thumbs" / f"{i}_{k}.png").is_file()
+
+
+def test_drops_and_disagreement_maps(runs, tmp_path):
+    dirs, *_ = runs
+    out = tmp_path / "three"
+    html_report.build([dirs["fp32"], dirs["int8"], dirs["strict"]], out, top=3)
+    d = _data(out)
+    assert [c["label"] for c in d["columns"]][-2:] == ["ΔIoU run_strict", "pixels differ run_strict"]
+    delta = np.array([r[-2] for r in d["rows"]])
+    assert (delta != 0).any()
+    page = (out / "index.html").read_text()
+    drops = re.search(r'<table class="drops">.*?</table>', page).group(0)
+    cells = re.findall(r"<td>([^<]*)</td>", drops.split("<tr>")[-1])  # the run_strict line
+    assert cells[0] == "run_strict" and cells[4] == f"{delta.mean():+.4f}"
+    assert int(cells[6]) == int((delta < -0.01).sum()) and int(cells[9]) == int((delta > 0.01).sum())
+    worst = re.findall(r'<tr data-row="(\d+)">', page)[0]
+    diff = cv2.cvtColor(cv2.imread(str(out / "thumbs" / f"{worst}_d2.png")), cv2.COLOR_BGR2RGB)
+    lost = (diff == LOST).all(axis=2)
+    assert lost.any()  # a stricter threshold only loses foreground
+    assert not (diff == GAINED).all(axis=2).any()
 
 
 def _synthetic_run(folder: Path, n: int, seed: int, dtype: str) -> None:
@@ -160,6 +185,14 @@ def test_cli_and_run_hint(runs, tmp_path):
     res = CliRunner().invoke(cli, ["report", str(tmp_path), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "no results.csv" in str(res.exception)
     assert html_report.hint("runs/a").startswith("report: deploy report runs/a --out runs/a/report")
+    dirs, data, prefixes = runs
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["run", "--image_dir", str(data / "images"), "-m", str(prefixes["int8"]),
+                                   "--vdsp_params", str(dirs["fp32"].parent / "vdsp.json"), "--limit", "2",
+                                   "--save_dir", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1] == html_report.hint(out)
+    assert json.loads((out / "summary.json").read_text())["image_dir"] == str((data / "images").resolve())
 
 
 # ------------------------------------------------------------------------------- headless browser
@@ -183,6 +216,7 @@ def _rows_in(dom: str) -> list[str]:
     return re.findall(r'<tr data-row="(\d+)">', body[:body.index("</tbody>")])
 
 
+@pytest.mark.slow  # starts Chromium five times
 def test_report_in_a_real_browser(runs, big_report, tmp_path):
     out = tmp_path / "cmp"
     index = html_report.build([runs[0]["fp32"], runs[0]["int8"]], out, top=4)

@@ -91,8 +91,10 @@ def main(model: str, dtypes: str, images: int, out: Path) -> None:
                  f"{r['compile_s']:.1f}"] for r in rows])
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.md", f"# demo: {model}\n\n{md}")
+    deploy("report", *(out / r["dtype"] / "vsx" for r in rows), "--out", out / "report")
     click.echo(f"\n{model} on {images} held-out synthetic images (UNET-ZOO mIoU; empty GT and empty prediction "
-               f"count as IoU 1):\n\n{md}\nwrote {out / 'results.md'}")
+               f"count as IoU 1):\n\n{md}\nwrote {out / 'results.md'}\n"
+               f"comparison report ({' vs '.join(r['dtype'] for r in rows)}): {out / 'report' / 'index.html'}")
 
 
 if __name__ == "__main__":
