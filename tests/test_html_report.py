@@ -184,14 +184,14 @@ def test_cli_and_run_hint(runs, tmp_path):
     assert f"wrote {tmp_path / 'index.html'}" in res.output
     res = CliRunner().invoke(cli, ["report", str(tmp_path), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "no results.csv" in str(res.exception)
-    assert html_report.hint("runs/a").startswith("report: deploy report runs/a --out runs/a/report")
+    assert report.report_hint("runs/a").startswith("report: deploy report runs/a --out runs/a/report")
     dirs, data, prefixes = runs
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["run", "--image_dir", str(data / "images"), "-m", str(prefixes["int8"]),
                                    "--vdsp_params", str(dirs["fp32"].parent / "vdsp.json"), "--limit", "2",
                                    "--save_dir", str(out)])
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[-1] == html_report.hint(out)
+    assert res.output.splitlines()[-1] == report.report_hint(out)
     assert json.loads((out / "summary.json").read_text())["image_dir"] == str((data / "images").resolve())
 
 

@@ -30,7 +30,6 @@ import numpy as np
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
-from deploy.tools.html_report import hint
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
@@ -173,7 +172,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     if issues:
         click.echo(issues, err=True)
     if drawn:
-        click.echo(hint(drawn))
+        click.echo(report.report_hint(drawn))
     return summary
 
 

@@ -75,7 +75,8 @@ def _worst(comp: Comparison, names: list[str], pics: list[dict], comp_pics: dict
         row, cp, i = pics[index[name]], comp_pics[name], index[name]
         deltas = ", ".join(f"{r.label} {comp.delta[r.label][name]:+.4f}" for r in comp.others)
         figs = [_figure(row["img"], "image"), _figure(row["gt"], "ground truth")]
-        figs += [_figure(cp["masks"][k], f"{r.label} IoU {r.rows[name].iou:.3f}") for k, r in enumerate([comp.base, *comp.others])]
+        figs += [_figure(cp["masks"][k], f"{r.label} IoU {r.rows[name].iou:.3f}")
+                 for k, r in enumerate([comp.base, *comp.others])]
         figs += [_figure(cp["differ"][k], f"{r.label} ≠ {comp.base.label}") for k, r in enumerate(comp.others)]
         rows.append(f'<tr data-row="{i}"><td>{_e(name)}<br><span class="note">ΔIoU {_e(deltas)}</span></td>'
                     f'<td><div class="strip">{"".join(figs)}</div></td></tr>')
@@ -159,17 +160,13 @@ def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, 
     pics, comp_pics = write_all(Thumbnails(out, runs), names, worst, workers)
     plots = [report_plots.score_histogram(runs, out / "iou_hist.png")]
     if comp is not None:
-        plots += [report_plots.delta_histogram(comp, out / "iou_delta.png"), report_plots.scatter(comp, out / "iou_scatter.png")]
+        plots += [report_plots.delta_histogram(comp, out / "iou_delta.png"),
+                  report_plots.scatter(comp, out / "iou_scatter.png")]
     atomic_write_text(out / "data.js", _data_js(runs, comp, names, pics))
     worst_html = (len(worst), _worst(comp, names, pics, comp_pics)) if comp is not None else (0, "")
     index = out / "index.html"
     atomic_write_text(index, _page(runs, comp, [p.name for p in plots], worst_html, note))
     return index
-
-
-def hint(run_dir) -> str:
-    """The line `deploy run` and `deploy eval` end with."""
-    return f"report: deploy report {run_dir} --out {Path(run_dir) / 'report'}  (add more run folders to compare them)"
 
 
 @click.command("report", context_settings={"help_option_names": ["-h", "--help"]})

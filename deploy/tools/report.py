@@ -141,6 +141,11 @@ def problems(rows: list[Row], limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+def report_hint(run_dir: str | os.PathLike) -> str:
+    """The line `deploy run` and `deploy eval` end with: the command of the HTML report (html_report.py)."""
+    return f"report: deploy report {run_dir} --out {Path(run_dir) / 'report'}  (add more run folders to compare them)"
+
+
 def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], title: str) -> dict[str, Path]:
     """summary.json, summary.md and iou_hist.png in `out_dir`; returns their paths."""
     out_dir = Path(out_dir)

@@ -142,7 +142,7 @@ class Thumbnails:
         if other.shape != base.shape:
             other = cv2.resize(other, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_NEAREST)
         diff = disagreement(base, other)
-        canvas = (np.full((*size, 3), 40, np.uint8) if img is None else (img.astype(np.float32) * 0.35).astype(np.uint8))
+        canvas = np.full((*size, 3), 40, np.uint8) if img is None else (img * 0.35).astype(np.uint8)
         a, b, d = (_resize(x.astype(np.uint8), size, True) for x in (base > 0, other > 0, diff))
         d = d > 0
         canvas[d & (a > 0) & (b == 0)] = LOST

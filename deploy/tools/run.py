@@ -39,7 +39,6 @@ from deploy.tools import files, report
 from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
 from deploy.tools.draw import mask_image
-from deploy.tools.html_report import hint
 from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
 from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
 
@@ -187,7 +186,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     issues = report.problems(rows)
     if issues:
         click.echo(issues, err=True)
-    click.echo(hint(save_dir))
+    click.echo(report.report_hint(save_dir))
     return summary
 
 
