@@ -1,10 +1,9 @@
 """`deploy report`: reports of real `deploy run` folders (one run; fp32 against int8 of a small
 compiled model) checked file by file, a 10 000-image results file that must stay a bounded page,
-and the report opened in headless Chromium (table, sort, comparison; no console error)."""
+and the report used in headless Chromium as a person would (sort by clicking, page, filter; the
+comparison view; no console error), with screenshots in the test's tmp dir."""
 import json
 import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ from deploy.tools import html_report, report
 from deploy.tools.report_runs import read_labels
 from deploy.tools.report_thumbs import GAINED, LOST
 from deploy.tools.run import run
+from cdp_browser import CHROMIUM, Browser
 from test_tools_e2e import SIZE, tiny_seg, vdsp_json
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _data(out: Path) -> dict:
@@ -196,48 +195,56 @@ def test_cli_and_run_hint(runs, tmp_path):
 
 
 # ------------------------------------------------------------------------------- headless browser
-def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Chromium as the README's browser check runs it: headless, sandbox and networking off."""
+@pytest.fixture
+def browser(tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
-    profile = tmp / f"profile{len(list(tmp.glob('profile*')))}"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-           "--window-size=1400,1800", *extra, url]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
-    assert not console, "\n".join(console)
-    return res
+    b = Browser(tmp_path / "profile")
+    yield b
+    b.close()
 
 
-def _rows_in(dom: str) -> list[str]:
-    body = dom[dom.index('id="table-body"'):]
-    return re.findall(r'<tr data-row="(\d+)">', body[:body.index("</tbody>")])
+ROWS = "[...document.querySelectorAll('#table-body tr')].map(tr => +tr.dataset.row)"
 
 
-@pytest.mark.slow  # starts Chromium five times
-def test_report_in_a_real_browser(runs, big_report, tmp_path):
-    out = tmp_path / "cmp"
-    index = html_report.build([runs[0]["fp32"], runs[0]["int8"]], out, top=4)
-    url = index.as_uri()
-    dom = _chromium(url, tmp_path, "--dump-dom").stdout
-    d = _data(out)
-    shown = _rows_in(dom)
-    assert len(shown) == len(d["rows"]) == 10 and 'data-table-rows="10"' in dom
-    deltas = [d["rows"][int(i)][6] for i in shown]
-    assert deltas == sorted(deltas)  # default view: the worst ΔIoU first
-    assert "ΔIoU int8" in dom and dom.count("<figure>") >= 4 * 5  # the comparison view's strips
-    dom = _chromium(url + "#sort=iou_0&dir=desc", tmp_path, "--dump-dom").stdout
-    ious = [d["rows"][int(i)][2] for i in _rows_in(dom)]
-    assert ious == sorted(ious, reverse=True) and "IoU fp32 ▼" in dom
-    _chromium(url, tmp_path, f"--screenshot={tmp_path / 'comparison.png'}")
+def _click(browser: Browser, selector: str) -> None:
+    browser.js(f"document.querySelector({json.dumps(selector)}).click()")
+
+
+@pytest.mark.slow  # starts Chromium
+def test_report_in_a_real_browser(runs, big_report, browser, tmp_path):
+    dirs = runs[0]
+    index = html_report.build([dirs["fp32"], dirs["int8"], dirs["strict"]], tmp_path / "cmp", top=4)
+    d = _data(index.parent)
+    col = {c["key"]: k for k, c in enumerate(d["columns"])}
+    browser.open(index.as_uri())
+    assert browser.js(ROWS) == sorted(range(10), key=lambda i: (d["rows"][i][col["delta_1"]], i))
+    _click(browser, 'th[data-key="iou_2"]')  # a person sorts by the strict run's IoU, then reverses it
+    iou = [d["rows"][i][col["iou_2"]] for i in browser.js(ROWS)]
+    assert iou == sorted(iou)
+    _click(browser, 'th[data-key="iou_2"]')
+    iou = [d["rows"][i][col["iou_2"]] for i in browser.js(ROWS)]
+    assert iou == sorted(iou, reverse=True)
+    assert browser.js("document.querySelector('th[data-key=\"iou_2\"]').textContent") == "IoU run_strict ▼"
+    assert browser.js("location.hash") == "#sort=iou_2&dir=desc&page=1"
+    assert browser.js("document.querySelectorAll('#worst tr').length") == 4  # the comparison view
+    assert browser.js("[...document.querySelectorAll('#worst img, .plots img')]"
+                      ".every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.js("document.querySelectorAll('#worst img').length") == 4 * (2 + 3 + 2)
+    browser.screenshot(tmp_path / "comparison.png")
     shot = cv2.imread(str(tmp_path / "comparison.png"))
-    assert shot is not None and shot.shape[1] == 1400 and shot.std() > 10
+    assert shot is not None and shot.shape[0] > 1800 and shot.std() > 10
 
-    big, _ = big_report
     t = time.perf_counter()
-    dom = _chromium(big.as_uri() + "#sort=delta_1&dir=asc&page=3", tmp_path, "--dump-dom").stdout
-    assert time.perf_counter() - t < 60
-    assert len(_rows_in(dom)) == html_report.PAGE_SIZE and "page 3 of 100 (10000 of 10000 images)" in dom
-    _chromium(big.as_uri(), tmp_path, f"--screenshot={tmp_path / 'big.png'}")
+    browser.open(big_report[0].as_uri())
+    assert time.perf_counter() - t < 10  # 10 000 rows: opens in a few seconds
+    assert len(browser.js(ROWS)) == html_report.PAGE_SIZE
+    _click(browser, "#next")
+    _click(browser, "#next")
+    assert browser.js("document.getElementById('page-info').textContent") == "page 3 of 100 (10000 of 10000 images)"
+    browser.js("const f = document.getElementById('filter'); f.value = 'img_0001'; "
+               "f.dispatchEvent(new Event('input'))")
+    assert sorted(d2[0] for d2 in (_data(big_report[0].parent)["rows"][i] for i in browser.js(ROWS))) == \
+        [f"img_{i:05d}.png" for i in range(10, 20)]
+    browser.screenshot(tmp_path / "big.png")
+    assert browser.errors == []
