@@ -15,9 +15,8 @@ import cv2
 import numpy as np
 
 from deploy.errors import DeployError
-from deploy.tools.report import Row, read_rows
+from deploy.tools.report import RESULTS, Row, read_rows
 
-RESULTS_CSV = "results.csv"
 DROP_STEPS = (0.01, 0.05, 0.10)  # IoU drops the summary counts
 
 
@@ -94,14 +93,14 @@ def _model_meta(prefix) -> dict:
 def load_run(path, image_dir=None, mask_dir=None) -> Run:
     """Read a run folder; `image_dir`/`mask_dir` override the folders its summary names."""
     path = Path(path)
-    if not (path / RESULTS_CSV).is_file():
-        raise DeployError(f"{path}: no {RESULTS_CSV}; pass a folder written by `deploy run --save_dir` "
+    if not (path / RESULTS).is_file():
+        raise DeployError(f"{path}: no {RESULTS}; pass a folder written by `deploy run --save_dir` "
                           "or `deploy eval --draw_dir`")
     summary = _read_json(path / "summary.json")
     settings = _read_json(path / "run.json")
     images = image_dir or summary.get("image_dir")
     masks = mask_dir or summary.get("mask_dir")
-    return Run(path, path.name, read_rows(path / RESULTS_CSV), summary, settings, _model_meta(summary.get("model")),
+    return Run(path, path.name, read_rows(path / RESULTS), summary, settings, _model_meta(summary.get("model")),
                Path(images) if images else None, Path(masks) if masks else None)
 
 
