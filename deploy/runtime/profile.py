@@ -19,7 +19,7 @@ class KernelTime:
     ms: float      # per model run, all its calls
 
 
-def profile(model: Model, x: np.ndarray, runs: int = 10, warmup: int = 2) -> list[KernelTime]:
+def profile(model: Model, x: np.ndarray | dict, runs: int = 10, warmup: int = 2) -> list[KernelTime]:
     """Per-kernel time of `model.run(x)`, slowest first. VM builtins (allocation, shape checks)
     are left out; the instrumentation adds a few microseconds per call."""
     for _ in range(warmup):

@@ -32,6 +32,7 @@ import click
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.runtime.profile import table as profile_table
 from deploy.host import check_memory, die_with_parent, usable_cores
 from deploy.io import atomic_write_json
 from deploy.tools import files
@@ -331,6 +332,17 @@ def benchmark(cfg: PerfConfig, model: Any = None) -> dict:
     }
 
 
+def kernel_profile(cfg: PerfConfig) -> list:
+    """Per-kernel times of one request of the benchmark's shape (deploy.runtime.profile), in this
+    process: which kernels cost the time when a model is slower than expected."""
+    from deploy.runtime import Model
+    from deploy.runtime.profile import profile
+    model = Model(cfg.prefix, num_threads=cfg.num_threads)
+    inputs = Inputs(model, cfg)
+    batch = dict(zip((i.name for i in model.inputs), inputs.prepare(inputs.request(0))))
+    return profile(model, batch, runs=max(3, min(cfg.iterations, 20)))
+
+
 def format_report(r: dict) -> str:
     lines = [f"model: {r['model']}"]
     lines += [f"model input shape {k}: [{','.join(map(str, s))}], dtype: {d}"
@@ -436,9 +448,10 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="Accuracy mode: reader/writer threads.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
+@click.option("--profile", is_flag=True, help="Also time each compiled kernel (PrimFunc) and print the slowest.")
 @click.argument("extra", nargs=-1, metavar="[p N]")
 def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterations, warmup, percentiles, queue_size,
-        num_threads, datalist, path_output, workers, json_path, extra):
+        num_threads, datalist, path_output, workers, json_path, profile, extra):
     """Profile a compiled model, or run it over a datalist (vendor: vamp)."""
     if extra:
         if len(extra) == 2 and extra[0] == "p" and extra[1].isdigit():
@@ -466,6 +479,10 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
     else:
         res = benchmark(cfg)
         click.echo(format_report(res))
+        if profile:
+            kernels = kernel_profile(cfg)
+            res["kernels"] = [k.__dict__ for k in kernels]
+            click.echo(profile_table(kernels))
     if json_path:
         atomic_write_json(json_path, res, default=str)
 
