@@ -1,9 +1,8 @@
-"""int8 calibration and planning: threshold searches against brute force, streaming histograms,
+"""int8 calibration and planning: threshold searches against brute force (KL: tests/test_kl.py), histograms,
 weight quantization, skip lists, the calibration cache and the QDQ writers."""
 from __future__ import annotations
 
 import json
-import math
 import tracemalloc
 import warnings
 from dataclasses import replace
@@ -45,60 +44,6 @@ def _dists():
 
 
 DISTS = _dists()
-
-
-# ---------------------------------------------------------------- KL: naive TensorRT loops
-
-def naive_kl_threshold(hist: list[int], amax: float, nq: int, flatten_zero_bin: bool = True) -> float:
-    """TensorRT's entropy calibration written as plain loops, straight from the algorithm."""
-    hist = [float(v) for v in hist]
-    if flatten_zero_bin:
-        hist[0] = hist[1]
-    n = len(hist)
-    width = amax / n
-    best_i, best_kl = None, math.inf
-    for i in range(nq, n + 1):
-        p = hist[:i]
-        p[i - 1] += sum(hist[i:])
-        m = i // nq
-        q = [0.0] * i
-        for j in range(nq):
-            start = j * m
-            stop = i if j == nq - 1 else start + m
-            group_sum = sum(hist[start:stop])
-            nonzero = sum(1 for b in range(start, stop) if p[b] != 0)
-            for b in range(start, stop):
-                if p[b] != 0:
-                    q[b] = group_sum / nonzero
-        p_tot, q_tot = sum(p), sum(q)
-        kl = 0.0
-        for b in range(i):
-            if p[b] > 0:
-                if q[b] == 0:
-                    kl = math.inf
-                    break
-                kl += p[b] / p_tot * math.log((p[b] / p_tot) / (q[b] / q_tot))
-        if kl < best_kl - 1e-12:
-            best_i, best_kl = i, kl
-    return min((best_i + 0.5) * width, amax)
-
-
-@pytest.mark.parametrize("name", list(DISTS))
-def test_kl_matches_naive_tensorrt_loops(name):
-    h = Histogram.from_array(DISTS[name], 512)
-    ours = T.kl_threshold(h, 64)
-    ref = naive_kl_threshold(list(h.counts), h.amax, 64)
-    assert abs(ours - ref) <= h.width * 1.0001, (ours, ref, h.width)
-
-
-def test_kl_full_size_and_textbook_variant():
-    h = Histogram.from_array(DISTS["gaussian"], 1024)
-    assert abs(T.kl_threshold(h, 128) - naive_kl_threshold(list(h.counts), h.amax, 128)) <= h.width * 1.0001
-    r = Histogram.from_array(DISTS["relu_half_normal"], 512)
-    textbook = T.kl_threshold(r, 64, flatten_zero_bin=False)
-    assert abs(textbook - naive_kl_threshold(list(r.counts), r.amax, 64, False)) <= r.width * 1.0001
-    # the zero spike of post-ReLU data is why bin 0 is flattened: the textbook search clips hard
-    assert T.kl_threshold(r, 64) > 1.5 * textbook
 
 
 def test_percentile_and_max_against_samples():
