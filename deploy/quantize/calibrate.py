@@ -106,7 +106,7 @@ def calibrate(cfg: BuildConfig, model: onnx.ModelProto, images: list[Path], tens
                           f"(C, H, W) but the model input {input_name!r} is {dims}; add or fix the Resize op")
     fixed = isinstance(dims[0], int) and dims[0] > 0
     batch = dims[0] if fixed else BATCH
-    hists = collect_histograms(model, input_name, _batches(images, pre.load, batch, fixed), tensors,
+    hists = collect_histograms(model, input_name, lambda: _batches(images, pre.load, batch, fixed), tensors,
                                num_bins=q.num_bins, total=len(images), progress=progress)
     out = {}
     for name, sh in hists.items():

@@ -6,25 +6,27 @@ or T/255 (uint8, zero point 0, for tensors whose calibrated min is >= 0). Conven
 - `max`: T = max |x|.
 - `percentile` (p, default 99.99): the smallest bin upper edge (k+1)*w whose cumulative count
   reaches p% of all samples; at most one bin width above the exact sample percentile.
-- `kl_divergence`, TensorRT's entropy calibrator (Migacz, "8-bit Inference with TensorRT", 2017)
-  as also written in MXNet/TVM/onnxruntime, with n = num_bins bins of width w over [0, max|x|]
-  and L = num_quantized_bins levels. For every candidate i in [L, n] (i = n keeps everything):
-    P = hist[:i], with the outliers sum(hist[i:]) added to P[i-1];
-    Q: hist[:i] (outliers not included) merged into L groups of m = i // L consecutive bins, the
-       last group also taking the remaining i - L*m bins; each group's sum is spread evenly over
-       the bins of the group where P is non-zero (zero where P is zero);
-    KL(P || Q) = sum over P > 0 of P log(P / Q) after normalising P and Q to sum 1. No smoothing:
-       a bin with P > 0 and Q == 0 (only possible in the last group when its in-range bins are
-       empty but outliers exist) scores +inf (MXNet/onnxruntime add eps=1e-4 to raw counts there
-       instead, which makes no practical difference).
-  The first (smallest) i with the minimal KL wins and T = (i + 0.5) * w, TensorRT's convention,
-  capped at max|x|.
-  One step is added before the search, as NVIDIA's pytorch-quantization does (`bins[0] = bins[1]`
-  in `_compute_amax_entropy`): the count of bin 0 is replaced by that of bin 1. Post-ReLU
-  tensors (most conv inputs of the seed nets) hold ~50 % exact zeros; left in, that spike gets
-  spread over its whole Q group and drives the search to clip hard (half-normal: T = 1.77 sigma,
-  quantization MSE 0.011, vs T = 4.1 sigma, MSE 1.2e-5 with the step; Gaussian data is
-  unaffected). `kl_threshold(..., flatten_zero_bin=False)` gives the textbook algorithm.
+- `kl_divergence`: TensorRT's entropy calibration as NVIDIA publishes it in code, exactly:
+  `_compute_amax_entropy` in pytorch_quantization/calib/histogram.py (NVIDIA/TensorRT repository,
+  tools/pytorch-quantization, v2.1; its `HistogramCalibrator.compute_amax("entropy")` with the
+  defaults stride=1, start_bin=128), the implementation of Migacz, "8-bit Inference with
+  TensorRT", GTC 2017 (s7310). On the n = num_bins bins of width w over [0, max|x|]:
+    bins = counts with bins[0] replaced by bins[1] (post-ReLU tensors hold ~50 % exact zeros,
+       which quantize exactly at any scale; left in, that spike is spread over its whole Q group
+       and drives the search to clip hard: the int8 output error of the test nets grows 7-14x);
+    L = 1 << (num_bits - 1 + unsigned) levels: 128 for signed tensors (int8, 0..127 per side)
+       and 256 for unsigned ones (uint8, 0..255), the grids the backend quantizes to; here
+       L = num_quantized_bins (default 128) for signed and 2 * num_quantized_bins for unsigned;
+    for every i in [num_quantized_bins, n] (NVIDIA's start_bin, 128 at the default; i = n keeps all):
+       P = bins[:i] with the outliers sum(bins[i:]) added to P[i-1];
+       Q: bin b < i belongs to group floor(b L / i) (np.digitize on np.linspace(0, i, L + 1), the
+          same for L a power of two), each group's sum of bins[:i] is spread evenly over the
+          group's bins with bins[b] != 0 (Q = 0 where bins[b] == 0);
+       KL(P || Q) as scipy.stats.entropy: both normalised to sum 1, terms with P = 0 are 0, a term
+          with P > 0 and Q = 0 (bins[i-1] == 0 below outliers) is +inf;
+    the LAST i with the minimal KL wins and T = i * w (the bin edge).
+  One case is left undefined by the published code: when bins[:i] is all zero, Q is 0/0 there and
+  np.argmin picks that NaN (a T below every sample); such candidates score +inf here instead.
 - `mse`: for every bin upper edge T = k*w (k = 1..n), the expected squared error of quantizing
   with scale s = T/qmax (qmax 127 for int8 symmetric, 255 for uint8): rounding error inside
   [0, T - s/2], clipping error (|x| - T)^2 above, integrated exactly with samples spread
@@ -51,59 +53,55 @@ def percentile_threshold(h: Histogram, percentile: float = 99.99) -> float:
     return min((min(k, h.num_bins - 1) + 1) * h.width, h.amax)
 
 
-def kl_divergences(h: Histogram, num_quantized_bins: int = 128) -> np.ndarray:
-    """KL(P || Q) for every candidate i in [L, num_bins] (entry i - L), all candidates at once.
+def kl_levels(num_quantized_bins: int, unsigned: bool) -> int:
+    """Q's levels: NVIDIA's 1 << (num_bits - 1 + unsigned), i.e. 128 / 256 at the default."""
+    return num_quantized_bins * (2 if unsigned else 1)
+
+
+def kl_divergences(counts: np.ndarray, levels: int, start: int) -> np.ndarray:
+    """KL(P || Q) for every candidate i in [start, len(counts)] (entry i - start), all candidates at
+    once, for `counts` whose bin 0 is already flattened.
 
     Same quantities as the per-candidate loop in the module docstring, from prefix sums: with
-    N = total, Pg/qsum/nnz the per-group sums of P, of hist[:i] and of (P > 0),
-    KL = (sum_b p_b log p_b) / N - log N + log(sum qsum) - sum_g Pg log(qsum / nnz) / N.
+    N = sum(P), Nq = sum(bins[:i]) = sum(Q), G/nz the per-group sums and non-zero counts,
+    KL = (sum P log P - sum_g G log(G / nz) - outliers log(Q[i-1])) / N - log N + log Nq.
     """
-    hist = h.counts.astype(np.float64)
-    n, nq = len(hist), num_quantized_bins
-    if nq > n:
-        raise ValueError(f"num_quantized_bins {nq} > num_bins {n}")
+    hist = counts.astype(np.float64)
+    n, lv = len(hist), levels
     total = hist.sum()
     cum = np.concatenate([[0.0], np.cumsum(hist)])                  # cum[i] = sum(hist[:i])
     cnz = np.concatenate([[0], np.cumsum(hist > 0)]).astype(np.float64)
     hlogh = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1.0)), 0.0)
     chlogh = np.concatenate([[0.0], np.cumsum(hlogh)])
 
-    i = np.arange(nq, n + 1)                                        # candidates (K,)
-    m = i // nq
-    starts = m[:, None] * np.arange(nq)[None, :]                    # (K, L)
-    ends = starts + m[:, None]
-    ends[:, -1] = i                                                 # last group takes the remainder
-    qsum = cum[ends] - cum[starts]
-    nnz = cnz[ends] - cnz[starts]
-    last = hist[i - 1]
-    outliers = total - cum[i]
-    p_last = last + outliers
-    nnz[:, -1] += (p_last > 0).astype(np.float64) - (last > 0)
-    pg = qsum.copy()
-    pg[:, -1] += outliers
-    plogp = chlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
+    i = np.arange(start, n + 1)                                     # candidates (K,)
+    edges = -(-np.arange(lv + 1)[None, :] * i[:, None] // lv)       # ceil(k i / L): group k's first bin
+    gsum = cum[edges[:, 1:]] - cum[edges[:, :-1]]
+    gnz = cnz[edges[:, 1:]] - cnz[edges[:, :-1]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        cross = np.where(pg > 0, pg * np.log(qsum / nnz), 0.0).sum(axis=1)
-        kl = plogp / total - np.log(total) + np.log(cum[i]) - cross / total
-    bad = (pg > 0) & (qsum == 0)                                    # P > 0 where Q == 0
-    kl[bad.any(axis=1) | (cum[i] == 0)] = np.inf
+        glogq = np.where(gnz > 0, gsum * np.log(gsum / gnz), 0.0).sum(axis=1)
+        last = hist[i - 1]
+        outliers = total - cum[i]
+        g_last = ((i - 1) * lv) // i
+        rows = np.arange(len(i))
+        q_last = gsum[rows, g_last] / gnz[rows, g_last]
+        p_last = last + outliers
+        plogp = chlogh[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
+        cross = glogq + np.where((last > 0) & (outliers > 0), outliers * np.log(q_last), 0.0)
+        kl = (plogp - cross) / total - np.log(total) + np.log(cum[i])
+    kl[((last == 0) & (outliers > 0)) | (cum[i] == 0)] = np.inf
     return np.maximum(kl, 0.0)
 
 
-def kl_threshold(h: Histogram, num_quantized_bins: int = 128, flatten_zero_bin: bool = True) -> float:
+def kl_threshold(h: Histogram, num_quantized_bins: int = 128, unsigned: bool = False) -> float:
     if h.amax == 0.0:
         return 0.0
-    if flatten_zero_bin and h.num_bins > 1:
-        counts = h.counts.copy()
+    counts = h.counts.copy()
+    if h.num_bins > 1:
         counts[0] = counts[1]
-        h = Histogram(counts, h.amax)
-        if h.total == 0:
-            return h.amax
-    kl = kl_divergences(h, num_quantized_bins)
-    if not np.isfinite(kl).any():
-        return h.amax
-    i = int(np.argmin(kl)) + num_quantized_bins
-    return min((i + 0.5) * h.width, h.amax)
+    kl = kl_divergences(counts, kl_levels(num_quantized_bins, unsigned), num_quantized_bins)  # kl[-1] is finite
+    i = len(kl) - 1 - int(np.argmin(kl[::-1])) + num_quantized_bins  # the last minimum
+    return i * h.width
 
 
 def _sq_err_integral(x: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -150,7 +148,7 @@ def mse_threshold(h: Histogram, unsigned: bool = False) -> float:
 
 # calibrate_mode → search(hist, quantize settings, unsigned)
 THRESHOLDS: dict[str, Callable[[Histogram, object, bool], float]] = {
-    "kl_divergence": lambda h, q, unsigned: kl_threshold(h, q.num_quantized_bins),
+    "kl_divergence": lambda h, q, unsigned: kl_threshold(h, q.num_quantized_bins, unsigned),
     "percentile": lambda h, q, unsigned: percentile_threshold(h, q.percentile),
     "max": lambda h, q, unsigned: max_threshold(h),
     "mse": lambda h, q, unsigned: mse_threshold(h, unsigned),
