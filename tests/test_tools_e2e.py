@@ -367,3 +367,14 @@ def test_bench_stream_smoke(env, tmp_path):
     assert r["images"] == 12 and r["model_only_qps"] > 0 and r["stream_ips"] > 0
     assert len(r["ratios"]) == 3 and r["ratio"] == sorted(r["ratios"])[1] and len(r["model_only_qps_runs"]) == 4
     assert json.loads((tmp_path / "stream_bench.json").read_text())["ratio"] == pytest.approx(r["ratio"])
+
+
+def test_perf_profile_lists_the_kernels(env, tmp_path):
+    """--profile adds the per-kernel table (stdout) and its rows (JSON `kernels`), slowest first."""
+    j = tmp_path / "perf.json"
+    res = _invoke("perf", "-m", env["prefix"], "--vdsp_params", env["vdsp"], "-b", "1", "-s", "[3,256,256]",
+                  "--iterations", "3", "--warmup", "1", "--profile", "--json", j)
+    kernels = json.loads(j.read_text())["kernels"]
+    assert kernels and all(k["calls"] >= 1 for k in kernels) and any("conv2d" in k["name"] for k in kernels)
+    assert [k["ms"] for k in kernels] == sorted((k["ms"] for k in kernels), reverse=True)
+    assert "| kernel | calls | ms | share |" in res.output
