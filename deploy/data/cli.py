@@ -1,7 +1,11 @@
 """`deploy data ...`: dataset helpers on the command line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from deploy.data.nifti import LIVER_WINDOW
 
 
 @click.group("data")
@@ -28,3 +32,20 @@ def synth_cmd(kind: str, out: str, n: int, seed: int, size: int) -> None:
     root = make(out, n=n, seed=seed, size=size, progress=True)
     click.echo(f"wrote {n} {kind} images ({size}x{size}, seed {seed}) to {root / 'images'} "
                f"and their masks to {root / 'masks'}")
+
+
+@data_group.command("slices")
+@click.argument("src", type=click.Path(file_okay=False, exists=True))
+@click.argument("dst", type=click.Path(file_okay=False))
+@click.option("--window", "hu_window", nargs=2, type=float, default=LIVER_WINDOW, show_default=True,
+              metavar="LOW HIGH", help="HU window mapped onto 0..255 (default: the liver window)")
+@click.option("--labels", type=click.Choice(["classes", "liver"]), default="classes", show_default=True,
+              help="seg/ slices: class ids 0/1/2 (liver/tumour model) or liver-or-tumour as 255 (liver model)")
+def slices_cmd(src: str, dst: str, hu_window: tuple[float, float], labels: str) -> None:
+    """Export a LiTS-style folder (SRC/volume-N.nii[.gz] + segmentation-N.nii[.gz]) into axial 8-bit
+    PNG slices: DST/CT/volume-N_slice-KKK.png and DST/seg/volume-N_slice-KKK.png."""
+    from deploy.data.ct_slices import CT_DIR, SEG_DIR, export_slices
+
+    cases, slices = export_slices(src, dst, hu_window=hu_window, labels=labels, progress=True)
+    click.echo(f"wrote {slices} slices of {cases} volumes (HU window [{hu_window[0]:g}, {hu_window[1]:g}], "
+               f"labels {labels}) to {Path(dst) / CT_DIR} and {Path(dst) / SEG_DIR}")

@@ -9,6 +9,9 @@ the palette is applied, so a black/white palette mask reads as 0/255.
 Class-index masks stored as palette PNGs (VOC's SegmentationClass: the palette index is the class
 id, 255 = boundary) need the indices, not the colours: `read_label_map` decodes the colours with
 OpenCV and maps them back through the file's own PLTE chunk.
+
+`write_png` is the one PNG writer of the data sets (synthetic sets, CT slices): atomic, so an
+interrupted export never leaves a half-written slice.
 """
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ import cv2
 import numpy as np
 
 from deploy.errors import DeployError
+from deploy.io import atomic_write_bytes
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
 class ImageReadError(DeployError):
@@ -114,3 +119,13 @@ def png_palette(data: bytes) -> np.ndarray | None:
             return None
         pos += 12 + length
     return None
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Encode (RGB or gray uint8) to PNG and replace `path` atomically."""
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
+    if not ok:
+        raise DeployError(f"PNG encoding failed for {path}")
+    atomic_write_bytes(path, buf.tobytes())

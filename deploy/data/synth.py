@@ -23,25 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deploy.data.image import write_png
 from deploy.errors import DeployError
-from deploy.io import atomic_write_bytes
 
 DSB_DIR = "dsb2018_256_val"
 PORTRAIT_DIR = "testing"
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
 # ----------------------------------------------------------------------------- common helpers
-def _write_png(path: Path, img: np.ndarray) -> None:
-    """Encode (RGB or gray uint8) to PNG and replace `path` atomically."""
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
-    if not ok:
-        raise DeployError(f"PNG encoding failed for {path}")
-    atomic_write_bytes(path, buf.tobytes())
-
-
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Zero-mean, unit-std noise with features about `scale` pixels across (coarse noise upsampled)."""
     h, w = shape
@@ -80,8 +69,8 @@ def _generate(pairs: list[tuple[Path, Path]], make: Callable[[np.random.Generato
 
     for i, (img_path, mask_path) in enumerate(tqdm(pairs, desc=desc, unit="img", disable=not progress)):
         image, mask = make(np.random.default_rng([seed, i]), size)
-        _write_png(img_path, image)
-        _write_png(mask_path, mask)
+        write_png(img_path, image)
+        write_png(mask_path, mask)
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:

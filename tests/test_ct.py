@@ -1,0 +1,188 @@
+"""CT volumes: NIfTI reading (orientation, spacing, HU window, labels) and the LiTS slice export."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nibabel")
+
+from deploy.data.ct_slices import export_slices, find_cases, parse_slice_name, slice_name  # noqa: E402
+from deploy.data.image import read_mask  # noqa: E402
+from deploy.data.nifti import Volume, read_ct, read_labels, window, write_nifti  # noqa: E402
+from deploy.errors import DeployError  # noqa: E402
+
+SPACING = (0.7, 0.8, 2.5)
+
+
+def ras_affine(spacing=SPACING) -> np.ndarray:
+    return np.diag([*spacing, 1.0])
+
+
+def marked_volume(shape=(12, 10, 5)) -> np.ndarray:
+    """int16 HU ramp with a distinct value in every voxel, so any flip or transpose shows."""
+    return (np.arange(np.prod(shape)).reshape(shape) - 200).astype(np.int16)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_nifti_round_trip(tmp_path, ext):
+    data = marked_volume()
+    path = write_nifti(tmp_path / f"volume-0{ext}", data, ras_affine())
+    vol = read_ct(path)
+    assert vol.data.dtype == np.float32
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, ras_affine())
+    np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-6)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_reorients_to_canonical(tmp_path):
+    """The same anatomy stored LPS (x, y flipped) or with the axes permuted reads back identically."""
+    data = marked_volume()
+    ras = read_ct(write_nifti(tmp_path / "ras.nii", data, ras_affine()))
+    lps_affine = ras_affine() @ np.array([[-1, 0, 0, data.shape[0] - 1], [0, -1, 0, data.shape[1] - 1],
+                                          [0, 0, 1, 0], [0, 0, 0, 1]], float)
+    lps = read_ct(write_nifti(tmp_path / "lps.nii", data[::-1, ::-1, :], lps_affine))
+    perm = [2, 0, 1]  # stored as (Z, X, Y): stored axis i is world axis perm[i]
+    swap = np.zeros((4, 4))
+    swap[3, 3] = 1
+    for i, w in enumerate(perm):
+        swap[w, i] = 1
+    zxy = read_ct(write_nifti(tmp_path / "zxy.nii", np.transpose(data, perm), ras_affine() @ swap))
+    for vol in (lps, zxy):
+        np.testing.assert_array_equal(vol.data, ras.data)
+        np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-6)
+        np.testing.assert_allclose(vol.affine[:3, :3], ras.affine[:3, :3], atol=1e-6)
+
+
+def test_axial_is_radiological_view():
+    data = np.zeros((4, 3, 2), np.float32)
+    data[3, 2, 1] = 1  # most right (+x), most anterior (+y), upper slice
+    img = Volume(data, ras_affine(), SPACING).axial(1)
+    assert img.shape == (3, 4)
+    assert img[0, 0] == 1 and img.sum() == 1  # anterior at the top, the patient's right on the left
+
+
+def test_hu_window_values():
+    hu = np.array([-1000, -200, 25, 250, 1000, 2.0 - 200], np.float32)
+    np.testing.assert_array_equal(window(hu), [0, 0, 128, 255, 255, 1])
+    np.testing.assert_array_equal(window(np.array([-160.0, 240.0, 40.0]), -160, 240), [0, 255, 128])
+    with pytest.raises(DeployError, match="high > low"):
+        window(hu, 100, 100)
+
+
+def test_scale_slope_applied(tmp_path):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.array([[[0, 10], [20, 30]]], np.int16), ras_affine())
+    img.header.set_slope_inter(2.0, -1024.0)
+    nib.save(img, tmp_path / "scaled.nii")
+    np.testing.assert_array_equal(read_ct(tmp_path / "scaled.nii").data.ravel(), [-1024, -1004, -984, -964])
+
+
+def test_labels_rounded_and_checked(tmp_path):
+    labels = read_labels(write_nifti(tmp_path / "s.nii", np.array([[[0.0, 1.0000001], [2.0, 1.0]]]), ras_affine()))
+    assert labels.data.dtype == np.uint8 and labels.data.ravel().tolist() == [0, 1, 2, 1]
+    with pytest.raises(DeployError, match="0..255"):
+        read_labels(write_nifti(tmp_path / "bad.nii", np.array([[[0.0, -3.0]]]), ras_affine()))
+
+
+def test_missing_nibabel_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nibabel", None)
+    with pytest.raises(DeployError, match=r"pip install 'segdeploy\[ct\]'"):
+        read_ct(tmp_path / "volume-0.nii")
+
+
+def test_unreadable_file_is_a_deploy_error(tmp_path):
+    (tmp_path / "volume-0.nii").write_bytes(b"not a nifti file")
+    with pytest.raises(DeployError, match="volume-0.nii"):
+        read_ct(tmp_path / "volume-0.nii")
+    with pytest.raises(DeployError, match="no NIfTI file"):
+        read_ct(tmp_path / "volume-9.nii")
+
+
+def test_slice_names():
+    assert slice_name("volume-3", 42, 75) == "volume-3_slice-042.png"
+    assert slice_name("volume-3", 42, 1200) == "volume-3_slice-0042.png"
+    assert parse_slice_name("volume-3_slice-042.png") == ("volume-3", 42)
+    assert parse_slice_name("volume-3_slice-042") == ("volume-3", 42)
+    assert parse_slice_name("image_3_42.png") is None
+
+
+def write_lits(folder, n=2, shape=(16, 12, 4), gz=False, seg=True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """n small LiTS cases with known HU and labels (labels 0/1/2 in every volume)."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(n):
+        hu = rng.integers(-1000, 1000, shape).astype(np.int16)
+        labels = rng.integers(0, 3, shape).astype(np.uint8)
+        ext = ".nii.gz" if gz else ".nii"
+        write_nifti(folder / f"volume-{i}{ext}", hu, ras_affine())
+        if seg:
+            write_nifti(folder / f"segmentation-{i}{ext}", labels, ras_affine())
+        cases.append((hu, labels))
+    return cases
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_export_slices(tmp_path, gz):
+    src, dst = tmp_path / "lits", tmp_path / "out"
+    src.mkdir()
+    cases = write_lits(src, gz=gz)
+    assert export_slices(src, dst) == (2, 8)
+    names = sorted(p.name for p in (dst / "CT").iterdir())
+    assert names == [f"volume-{i}_slice-{k:03d}.png" for i in range(2) for k in range(4)]
+    assert sorted(p.name for p in (dst / "seg").iterdir()) == names
+    for i, (hu, labels) in enumerate(cases):
+        vol = Volume(hu.astype(np.float32), ras_affine(), SPACING)
+        lab = Volume(labels, ras_affine(), SPACING)
+        for k in range(4):
+            ct = read_mask(dst / "CT" / f"volume-{i}_slice-{k:03d}.png")
+            assert ct.shape == (12, 16)
+            np.testing.assert_array_equal(ct, window(vol.axial(k)))
+            np.testing.assert_array_equal(read_mask(dst / "seg" / f"volume-{i}_slice-{k:03d}.png"), lab.axial(k))
+
+
+def test_export_liver_masks_and_window(tmp_path):
+    src, dst = tmp_path / "lits", tmp_path / "out"
+    src.mkdir()
+    hu, labels = write_lits(src, n=1)[0]
+    export_slices(src, dst, hu_window=(-1000.0, 1000.0), labels="liver")
+    lab = Volume(labels, ras_affine(), SPACING).axial(2)
+    seg = read_mask(dst / "seg" / "volume-0_slice-002.png")
+    assert set(np.unique(seg)) == {0, 255}
+    np.testing.assert_array_equal(seg == 255, lab > 0)
+    ct = read_mask(dst / "CT" / "volume-0_slice-002.png")
+    np.testing.assert_array_equal(ct, window(Volume(hu.astype(np.float32), ras_affine(), SPACING).axial(2), -1000, 1000))
+
+
+def test_export_without_segmentation_and_mismatch(tmp_path):
+    from deploy.data.readers import DataWarning
+
+    src = tmp_path / "lits"
+    src.mkdir()
+    write_lits(src, n=1, seg=False)
+    with pytest.warns(DataWarning, match="no segmentation"):
+        assert export_slices(src, tmp_path / "out") == (1, 4)
+    assert not (tmp_path / "out" / "seg").exists()
+    write_nifti(src / "segmentation-0.nii", np.zeros((16, 12, 3), np.uint8), ras_affine())
+    with pytest.raises(DeployError, match="shape"):
+        export_slices(src, tmp_path / "out2")
+    with pytest.raises(DeployError, match="no LiTS volumes"):
+        find_cases(tmp_path / "out")
+
+
+def test_slices_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from deploy.data.cli import data_group
+
+    src = tmp_path / "lits"
+    src.mkdir()
+    write_lits(src, n=1)
+    res = CliRunner().invoke(data_group, ["slices", str(src), str(tmp_path / "out"), "--window", "-100", "300",
+                                          "--labels", "liver"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 4 slices of 1 volumes" in res.output
+    assert len(list((tmp_path / "out" / "seg").iterdir())) == 4
