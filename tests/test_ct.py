@@ -186,3 +186,73 @@ def test_slices_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "wrote 4 slices of 1 volumes" in res.output
     assert len(list((tmp_path / "out" / "seg").iterdir())) == 4
+
+
+# ----------------------------------------------------------------------------- the synthetic LiTS set
+@pytest.fixture(scope="module")
+def lits(tmp_path_factory):
+    from deploy.data.synth_ct import synth_lits
+
+    return synth_lits(tmp_path_factory.mktemp("lits"), n=3, seed=0, size=64, slices=12)
+
+
+def test_synth_lits_layout_and_affine(lits):
+    import nibabel as nib
+
+    assert sorted(p.name for p in lits.iterdir()) == [f"{k}-{i}.nii" for k in ("segmentation", "volume")
+                                                      for i in range(3)]
+    raw = nib.load(lits / "volume-0.nii")
+    assert raw.shape == (64, 64, 12) and raw.get_data_dtype() == np.int16
+    assert nib.aff2axcodes(raw.affine) == ("L", "P", "S")  # stored flipped: readers must reorient
+    vol, seg = read_ct(lits / "volume-0.nii"), read_labels(lits / "segmentation-0.nii")
+    assert nib.aff2axcodes(vol.affine) == ("R", "A", "S")
+    sx, sy, sz = vol.spacing
+    assert sx == pytest.approx(sy) and 5.0 < sx < 6.0 and sz == pytest.approx(5.0)  # 360 mm / 64 voxels
+    np.testing.assert_allclose(seg.affine, vol.affine)
+
+
+def test_synth_lits_hu_and_labels(lits):
+    vols = [read_ct(lits / f"volume-{i}.nii").data for i in range(3)]
+    segs = [read_labels(lits / f"segmentation-{i}.nii").data for i in range(3)]
+    assert set(np.unique(np.concatenate([s.ravel() for s in segs]))) == {0, 1, 2}
+    for hu, seg in zip(vols, segs):
+        assert np.median(hu[seg == 1]) == pytest.approx(62, abs=15)  # liver
+        assert np.median(hu[:3, :3, :]) == pytest.approx(-1000, abs=30)  # air in the corner
+        assert np.percentile(hu, 99.9) > 400  # bone
+        inside = (seg == 0) & (hu > -300)
+        assert -120 < np.median(hu[inside]) < 80  # fat and soft tissue
+        slab = np.flatnonzero((seg > 0).any(axis=(0, 1)))
+        assert 0 < len(slab) < seg.shape[2]  # the liver spans some, not all, slices
+        if (seg == 2).any():
+            assert np.median(hu[seg == 2]) < np.median(hu[seg == 1]) - 10  # hypodense tumours
+    # liver on the patient's right (+x in RAS+)
+    assert all(np.argwhere(s == 1)[:, 0].mean() > s.shape[0] / 2 for s in segs)
+
+
+def test_synth_lits_seeded_prefix_and_refusal(lits, tmp_path):
+    from deploy.data.synth_ct import synth_lits
+
+    again = synth_lits(tmp_path / "again", n=2, seed=0, size=64, slices=12)
+    for name in ("volume-1.nii", "segmentation-1.nii"):
+        assert (again / name).read_bytes() == (lits / name).read_bytes()
+    other = synth_lits(tmp_path / "other", n=1, seed=1, size=64, slices=12)
+    assert (other / "volume-0.nii").read_bytes() != (lits / "volume-0.nii").read_bytes()
+    with pytest.raises(DeployError, match="would not write"):
+        synth_lits(again, n=1, size=64, slices=12)
+    with pytest.raises(DeployError, match="slices >= 4"):
+        synth_lits(tmp_path / "x", slices=2)
+
+
+def test_synth_lits_cli_then_slices(tmp_path):
+    from click.testing import CliRunner
+
+    from deploy.data.cli import data_group
+
+    res = CliRunner().invoke(data_group, ["synth", "lits", str(tmp_path / "lits"), "--n", "1", "--size", "48",
+                                          "--slices", "6"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 1 CT volumes (48x48x6, seed 0)" in res.output
+    assert export_slices(tmp_path / "lits", tmp_path / "slices") == (1, 6)
+    seg = np.stack([read_mask(p) for p in sorted((tmp_path / "slices" / "seg").iterdir())], axis=-1)
+    labels = read_labels(tmp_path / "lits" / "segmentation-0.nii")
+    np.testing.assert_array_equal(seg, np.stack([labels.axial(k) for k in range(6)], axis=-1))
