@@ -256,3 +256,99 @@ def test_synth_lits_cli_then_slices(tmp_path):
     seg = np.stack([read_mask(p) for p in sorted((tmp_path / "slices" / "seg").iterdir())], axis=-1)
     labels = read_labels(tmp_path / "lits" / "segmentation-0.nii")
     np.testing.assert_array_equal(seg, np.stack([labels.axial(k) for k in range(6)], axis=-1))
+
+
+# ----------------------------------------------------------------------------- volume metrics
+def dice(p: np.ndarray, g: np.ndarray) -> float:
+    total = p.sum() + g.sum()
+    return 2.0 * (p & g).sum() / total if total else 1.0
+
+
+def random_cases(rng, n=3, shape=(10, 12, 5)):
+    """(gt, pred) label volumes 0/1/2; the prediction is the GT with noise (case 1 has no tumour at all)."""
+    cases = {}
+    for i in range(n):
+        gt = rng.choice(3, shape, p=[0.6, 0.3, 0.1]).astype(np.uint8)
+        pred = np.where(rng.random(shape) < 0.2, rng.integers(0, 3, shape), gt).astype(np.uint8)
+        if i == 1:
+            gt[gt == 2], pred[pred == 2] = 1, 1
+        cases[f"volume-{i * 5}"] = (gt, pred)
+    return cases
+
+
+def test_volume_dice_matches_numpy():
+    from deploy.data.volume_metrics import VolumeScores
+
+    cases = random_cases(np.random.default_rng(0))
+    scores = VolumeScores()
+    for vol, (gt, pred) in cases.items():
+        for k in range(gt.shape[2]):
+            assert scores.update(slice_name(vol, k, gt.shape[2]), pred[..., k], gt[..., k], binary=False)
+    assert not scores.update("not_a_slice.png", pred[..., 0], gt[..., 0], binary=False)
+    s = scores.summary()
+    assert s["volumes"] == 3 and s["slices"] == 15
+    assert list(s["cases"]) == ["volume-0", "volume-5", "volume-10"]  # natural order
+    per = {v: {"liver": dice(p > 0, g > 0), "tumour": dice(p == 2, g == 2)} for v, (g, p) in cases.items()}
+    for v in cases:
+        assert s["cases"][v] == pytest.approx(per[v], abs=1e-12)
+    assert s["cases"]["volume-5"]["tumour"] == 1.0  # no tumour in GT or prediction
+    for k in ("liver", "tumour"):
+        assert s["per_case"][k] == pytest.approx(np.mean([per[v][k] for v in cases]), abs=1e-12)
+        g_all = np.concatenate([g.ravel() for g, _ in cases.values()])
+        p_all = np.concatenate([p.ravel() for _, p in cases.values()])
+        pm, gm = (p_all > 0, g_all > 0) if k == "liver" else (p_all == 2, g_all == 2)
+        assert s["global"][k] == pytest.approx(dice(pm, gm), abs=1e-12)
+    assert s["global"]["liver"] != pytest.approx(s["per_case"]["liver"], abs=1e-9)  # pooled, not averaged
+
+
+def test_volume_dice_binary_and_ignore():
+    from deploy.data.volume_metrics import VolumeScores, volume_lines
+
+    gt = np.array([[0, 1], [1, 255]], np.uint8)
+    pred = np.array([[1, 1], [0, 2]], np.uint8)
+    multi = VolumeScores()
+    multi.update("volume-1_slice-000.png", pred, gt, binary=False)
+    assert multi.summary()["global"] == {"liver": pytest.approx(2 * 1 / (2 + 2)), "tumour": 1.0}  # 255 left out
+    binary = VolumeScores()
+    binary.update("volume-1_slice-000.png", pred != 0, gt == 1, binary=True)
+    s = binary.summary()
+    assert list(s["global"]) == ["liver"] and s["global"]["liver"] == pytest.approx(2 * 1 / (3 + 2))
+    assert volume_lines(s) == ["Liver Dice per case: 40.000, global Dice: 40.000 (1 volumes, 1 slices)"]
+    assert VolumeScores().summary() is None
+
+
+def test_eval_prints_volume_dice(tmp_path):
+    """`deploy eval` on exported slices with 3-class outputs prints and stores LiTS volume Dice."""
+    import json
+
+    from click.testing import CliRunner
+
+    from deploy.cli import cli
+
+    src = tmp_path / "lits"
+    src.mkdir()
+    write_lits(src, n=2, shape=(8, 8, 3))
+    export_slices(src, tmp_path / "slices")
+    out = tmp_path / "out"
+    out.mkdir()
+    rng = np.random.default_rng(3)
+    names, gts, preds = [], {}, {}
+    for p in sorted((tmp_path / "slices" / "seg").iterdir()):
+        gt = read_mask(p)
+        pred = np.where(rng.random(gt.shape) < 0.3, rng.integers(0, 3, gt.shape), gt)
+        np.savez(out / f"{p.stem}.npz", output_0=np.eye(3, dtype=np.float32)[pred].transpose(2, 0, 1)[None])
+        names.append(str(tmp_path / "npz" / f"{p.stem}.npz"))
+        vol = parse_slice_name(p.name)[0]
+        gts.setdefault(vol, []).append(gt)
+        preds.setdefault(vol, []).append(pred)
+    (tmp_path / "list.txt").write_text("\n".join(names) + "\n")
+    res = CliRunner().invoke(cli, ["eval", "--src_dir", str(tmp_path / "slices" / "CT"), "--gt_dir",
+                                   str(tmp_path / "slices" / "seg"), "--input_npz_path", str(tmp_path / "list.txt"),
+                                   "--out_npz_dir", str(out), "--draw_dir", str(tmp_path / "d"), "--num-classes", "3"])
+    assert res.exit_code == 0, res.output
+    vols = json.loads((tmp_path / "d" / "summary.json").read_text())["volumes"]
+    g, p = np.stack(gts["volume-1"]), np.stack(preds["volume-1"])
+    assert vols["cases"]["volume-1"]["liver"] == pytest.approx(dice(p > 0, g > 0), abs=1e-12)
+    assert f"Liver Dice per case: {vols['per_case']['liver'] * 100:.3f}" in res.output
+    assert "Tumour Dice per case" in res.output and "(2 volumes, 6 slices)" in res.output
+    assert "## Volumes (2 volumes, 6 slices" in (tmp_path / "d" / "summary.md").read_text()

@@ -9,7 +9,9 @@ Scores: the UNET-ZOO per-image IoU/Dice (deploy.data.metrics) for a single-chann
 output, and the pixel confusion matrix over all images (overall/mean/FreqW accuracy, mean IoU): for
 a binary model over {background, foreground}; for a multi-class output (C > 1 channels, argmax;
 `--num-classes`) over the classes of a class-index GT (255 = ignore), where the per-image IoU/Dice
-is the mean over the classes present in that image's GT or prediction.
+is the mean over the classes present in that image's GT or prediction. Slices named
+`<volume>_slice-<k>` (`deploy data slices`) are also scored per volume as LiTS does: Dice per case
+and global Dice for the liver and, for a liver/tumour model, the tumour (deploy.data.volume_metrics).
 
 `--draw_dir` gets, per image, `<stem>.png` (the predicted mask at model size, as the vendor script
 writes) and `<stem>_overlay.png` (the prediction blended on the source image, GT contour green,
@@ -31,6 +33,7 @@ from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
+from deploy.data.volume_metrics import VolumeScores, volume_lines
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
 
@@ -140,6 +143,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
 
     rows: list[Row] = []
     confusion: ConfusionMatrix | None = None
+    volumes = VolumeScores()
     from tqdm import tqdm
     with ThreadPoolExecutor(workers) as pool:
         for row, scored in tqdm(_ordered(pool, one, entries, 4 * workers), total=len(entries), unit="img",
@@ -152,6 +156,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                 if confusion is None:
                     confusion = ConfusionMatrix(k, ignore_index=None if binary else 255)
                 confusion.update(labels, gt_model)
+                volumes.update(row.image, labels, gt_model, binary)
     for note in sorted(shape_notes):
         click.echo(f"note: {note}", err=True)
     summary = report.summarize(rows, datalist=str(datalist), out_npz_dir=str(out_dir),
@@ -159,7 +164,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                                threshold=threshold, output_index=out_index,
                                confusion=confusion.scores() if confusion else None,
                                image_dir=src_dir and str(Path(src_dir).resolve()),
-                               mask_dir=gt_dir and str(Path(gt_dir).resolve()))
+                               mask_dir=gt_dir and str(Path(gt_dir).resolve()), volumes=volumes.summary())
     if drawn:
         report.write_rows(drawn / report.RESULTS, rows)
         report.write_summary(drawn, summary, rows, f"deploy eval: {out_dir}")
@@ -168,6 +173,9 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
         c = summary["confusion"]
         click.echo(f"Overall Acc: {c['overall_acc']:.6f}, Mean Acc: {c['mean_acc']:.6f}, "
                    f"FreqW Acc: {c['freqw_acc']:.6f}, Mean IoU: {c['mean_iou']:.6f} (confusion matrix, all pixels)")
+    if summary["volumes"] is not None:
+        for line in volume_lines(summary["volumes"]):
+            click.echo(line)
     issues = report.problems(rows)
     if issues:
         click.echo(issues, err=True)

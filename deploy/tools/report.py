@@ -177,6 +177,14 @@ def _markdown(s: dict, rows: list[Row], title: str) -> str:
             lines.append(f"| {k} | {_fmt(s[k])} |")
     lines += ["", f"Per-image IoU = Σpg / Σ(p+g−pg), Dice = 2Σpg / (Σp+Σg) with the GT resized to the model size "
               f"(bilinear) and binarised at ≥ 125, the prediction at ≥ {s.get('threshold', 0.5)}; {EMPTY_NOTE}.", ""]
+    vols = s.get("volumes")
+    if vols:
+        keys = list(vols["per_case"])
+        lines += [f"## Volumes ({vols['volumes']} volumes, {vols['slices']} slices; LiTS Dice)", "",
+                  "| volume | " + " | ".join(f"{k} Dice" for k in keys) + " |", "|---|" + "---|" * len(keys)]
+        lines += [f"| {n} | " + " | ".join(_fmt(d[k]) for k in keys) + " |" for n, d in vols["cases"].items()]
+        lines += ["| **per case (mean)** | " + " | ".join(_fmt(vols["per_case"][k]) for k in keys) + " |",
+                  "| **global (all voxels)** | " + " | ".join(_fmt(vols["global"][k]) for k in keys) + " |", ""]
     class_iou = (s.get("confusion") or {}).get("class_iou")
     if class_iou:
         lines += ["| class | IoU |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in enumerate(class_iou)] + [""]
