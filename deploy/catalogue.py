@@ -33,7 +33,7 @@ RECIPES = {
 class SeedModel:
     name: str
     size: int                  # input height = width
-    dataset: str               # "dsb2018" (nuclei) or "portrait"
+    dataset: str               # a deploy.data.sets family: "dsb2018" (nuclei), "portrait" or "lits" (liver CT)
     preprocess: str            # training recipe, a key of RECIPES
     main_head: int | None      # which deep-supervision output is the prediction; None: one output
     build: str | None = None   # file in build_in/build
@@ -84,6 +84,10 @@ MODELS = {m.name: m for m in (
               build="official_unet3p_ds.yaml", vdsp="unet3p_ds-vdsp_params.json"),
     SeedModel("unet", 96, "dsb2018", "bgr_half", main_head=None,
               build="official_unet.yaml", vdsp="unetzoo-unet-vdsp_params.json"),
+    # the LiTS seed: UNet 3+ segmenting the liver (with its tumours) in axial CT slices; the grey
+    # slice PNG is decoded to 3 equal channels (grey-to-3-channel input), x/255
+    SeedModel("unet3p_liver", 128, "lits", "rgb_div255", main_head=None,
+              build="official_unet3p_liver.yaml", vdsp="unet3p_liver-vdsp_params.json"),
 )}
 NAMES = tuple(MODELS)
 DEPLOYABLE = tuple(n for n, m in MODELS.items() if m.deployable)

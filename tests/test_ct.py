@@ -352,3 +352,55 @@ def test_eval_prints_volume_dice(tmp_path):
     assert f"Liver Dice per case: {vols['per_case']['liver'] * 100:.3f}" in res.output
     assert "Tumour Dice per case" in res.output and "(2 volumes, 6 slices)" in res.output
     assert "## Volumes (2 volumes, 6 slices" in (tmp_path / "d" / "summary.md").read_text()
+
+
+# ----------------------------------------------------------------------------- the CT seed model
+def test_lits_set_layout_is_what_the_build_yaml_calibrates_on(tmp_path):
+    from deploy import catalogue
+    from deploy.config import load_build_config
+    from deploy.data.sets import synthetic_set
+
+    dirs = synthetic_set("lits", tmp_path, n=30, seed=0)  # 30 slices: 2 volumes of 24
+    assert dirs.images == tmp_path / "lits_liver" / "CT" and len(list(dirs.images.iterdir())) == 48
+    assert {int(v) for p in dirs.masks.iterdir() for v in np.unique(read_mask(p))} <= {0, 255}
+    assert synthetic_set("lits", tmp_path, n=1000, seed=5) == dirs  # made once, then reused
+    m = catalogue.get("unet3p_liver", deployable=True)
+    path = load_build_config(m.build_yaml).dataset.path
+    assert path.relative_to(catalogue.REPO / "workspace" / "data") == dirs.images.relative_to(tmp_path)
+
+
+@pytest.mark.zoo
+def test_ct_training_finds_slices_and_keeps_their_orientation(tmp_path):
+    pytest.importorskip("torch")
+    from deploy.data.sets import synthetic_set
+    from deploy.zoo import train as T
+
+    dirs = synthetic_set("lits", tmp_path, n=24, seed=0)
+    for where in (tmp_path, dirs.root):
+        pairs = T.find_pairs(where, "lits")
+        assert len(pairs) == 24 and pairs[0].image.parent == dirs.images and pairs[0].mask.parent == dirs.masks
+    x = np.random.default_rng(0).random((3, 3, 8, 8)).astype(np.float32)
+    for step in range(10):
+        xb, _ = T.draw_batch(x, x[:, :1], 4, seed=0, step=step, augment=T.AUGMENT["lits"])
+        assert all(any(np.array_equal(a, b) for b in x) for a in xb)  # never flipped or turned
+
+
+@pytest.mark.slow  # trains
+@pytest.mark.zoo
+def test_zoo_prepare_trains_the_liver_unet3p(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    import onnx
+
+    from deploy.zoo.prepare import prepare
+
+    onnx_file = prepare("unet3p_liver", tmp_path / "zoo", tmp_path / "data", steps=2, width=0.125, batch=2,
+                        progress=False, num_threads=1, log=lambda m: None)
+    assert onnx_file.name == "unet3p_liver-128.onnx"
+    graph = onnx.load(str(onnx_file)).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1:] == [3, 128, 128]
+    info = json.loads(onnx_file.with_suffix(".json").read_text())
+    assert info["config"]["augment"] == "none" and info["metrics"]["images"] > 0
+    assert (tmp_path / "data" / "lits" / "volume-0.nii").is_file()
+    assert len(list((tmp_path / "data" / "lits_liver" / "seg").iterdir())) == 9 * 24  # 200 slices asked

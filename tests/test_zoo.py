@@ -20,12 +20,12 @@ pytestmark = pytest.mark.zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_PARAMS = {"unetpp": 9_163_428, "unetpp_nods": 9_163_329, "r2u_net": 39_091_393, "unet3p": 26_971_777,
-                   "unet3p_ds": 26_989_637, "unet": 7_765_985}
-N_OUT = {"unetpp": 4, "unetpp_nods": 1, "r2u_net": 1, "unet3p": 1, "unet3p_ds": 5, "unet": 1}
+                   "unet3p_ds": 26_989_637, "unet": 7_765_985, "unet3p_liver": 26_971_777}
+N_OUT = {"unetpp": 4, "unetpp_nods": 1, "r2u_net": 1, "unet3p": 1, "unet3p_ds": 5, "unet": 1, "unet3p_liver": 1}
 MAIN = {"unetpp": "output_3", "unet3p_ds": "output_0"}
 RESIZE = {"unetpp": {("linear", "align_corners")}, "unetpp_nods": {("linear", "align_corners")},
           "r2u_net": {("nearest", "asymmetric")}, "unet3p": {("linear", "half_pixel")},
-          "unet3p_ds": {("linear", "half_pixel")}, "unet": set()}
+          "unet3p_ds": {("linear", "half_pixel")}, "unet": set(), "unet3p_liver": {("linear", "half_pixel")}}
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def test_exact_parameter_count(name):
 
 def test_input_sizes_and_unknown_name():
     assert M.INPUT_SIZE == {"unetpp": 96, "unetpp_nods": 96, "r2u_net": 96, "unet3p": 128, "unet3p_ds": 128,
-                            "unet": 96}
+                            "unet": 96, "unet3p_liver": 128}
     from deploy.errors import DeployError
     with pytest.raises(DeployError, match="unknown model"):
         M.create("unet4")
@@ -197,7 +197,7 @@ def test_augmentation_keeps_portraits_upright():
                 kinds.add(k)
     assert seen["hflip"] == {0, 4}  # as is, or mirrored left-right: never on its side or upside down
     assert len(seen["dihedral"]) > 2
-    assert T.AUGMENT == {"dsb2018": "dihedral", "portrait": "hflip"}
+    assert T.AUGMENT == {"dsb2018": "dihedral", "portrait": "hflip", "lits": "none"}
     with pytest.raises(DeployError, match="augment must be"):
         T.draw_batch(x, y, 2, 0, 0, augment="rot")
 

@@ -23,6 +23,7 @@ from deploy.bench import report
 from deploy.bench.flops import conv_flops
 from deploy.catalogue import DEPLOYABLE, MODELS
 from deploy.config import load_build_config
+from deploy.data.sets import SetDirs, synthetic_set
 from deploy.errors import UnsupportedError
 from deploy.tools.report import markdown_table
 
@@ -36,19 +37,12 @@ TARGET_DROP = {"fp16": 0.05, "int8": 0.3}
 # lr 3e-4 / batch 8: at width 0.25 with horizontal flips only (deploy.zoo.train.AUGMENT) it reached
 # 80.8 held-out IoU in 150 steps.
 TABLE = {"unetpp": {"steps": 600}, "unet": {"steps": 1000}, "r2u_net": {"steps": 200},
-         "unet3p": {"steps": 200, "batch": 8, "lr": 3e-4}, "unet3p_ds": {"steps": 200, "batch": 8, "lr": 3e-4}}
+         "unet3p": {"steps": 200, "batch": 8, "lr": 3e-4}, "unet3p_ds": {"steps": 200, "batch": 8, "lr": 3e-4},
+         "unet3p_liver": {"steps": 200, "batch": 8, "lr": 3e-4}}
 
 
-def _synth(kind: str, root: Path, n: int, seed: int) -> Path:
-    from deploy.data.synth import synth_dsb2018, synth_portrait
-    folder = root / ("testing" if kind == "portrait" else "dsb2018_256_val")
-    if not (folder / "images").is_dir():
-        (synth_portrait if kind == "portrait" else synth_dsb2018)(root, n=n, seed=seed)
-    return folder
-
-
-def train(name: str, work: Path, width: float, steps: int | None, train_images: int) -> tuple[Path, Path, dict]:
-    data = _synth(MODELS[name].dataset, work / "data", train_images, seed=0)
+def train(name: str, work: Path, width: float, steps: int | None, train_images: int) -> tuple[Path, SetDirs, dict]:
+    data = synthetic_set(MODELS[name].dataset, work / "data", train_images, seed=0)
     cmd = [sys.executable, "-m", "deploy", "zoo", "prepare", name, "--out-dir", str(work / "zoo"),
            "--data-dir", str(work / "data"), "--width", str(width)]
     budget = {**TABLE.get(name, {}), **({} if steps is None else {"steps": steps})}
@@ -57,12 +51,12 @@ def train(name: str, work: Path, width: float, steps: int | None, train_images: 
     return onnx_path, data, json.loads(onnx_path.with_suffix(".json").read_text())
 
 
-def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path) -> dict:
+def evaluate(name: str, onnx_path: Path, calib: SetDirs, held_out: SetDirs, work: Path) -> dict:
     from deploy.compiler import compile_build
     from deploy.tools.run import run
     base = load_build_config(MODELS[name].build_yaml)
     base = replace(base, frontend=replace(base.frontend, checkpoint=onnx_path), workspace=work / "deploy_weights",
-                   dataset=replace(base.dataset, path=calib / "images"))
+                   dataset=replace(base.dataset, path=calib.images))
     out = {}
     for dt in DTYPES:
         t = time.perf_counter()
@@ -72,19 +66,19 @@ def evaluate(name: str, onnx_path: Path, calib: Path, held_out: Path, work: Path
             out[dt] = {"unsupported": str(e)}
             continue
         compile_s = time.perf_counter() - t
-        s = run(held_out / "images", prefix, MODELS[name].vdsp_json, work / "runs" / dt,
-                held_out / "masks", batch=8, progress=False)
+        s = run(held_out.images, prefix, MODELS[name].vdsp_json, work / "runs" / dt,
+                held_out.masks, batch=8, progress=False)
         out[dt] = {"miou": 100 * s["mean_iou"], "mdice": 100 * s["mean_dice"], "compile_s": compile_s}
     return out
 
 
-def baseline(held_out: Path, size: int) -> float:
+def baseline(held_out: SetDirs, size: int) -> float:
     """mIoU ×100 of predicting every pixel foreground: a model near it has learned nothing, and its
     fp16/int8 drops say little."""
     from deploy.data.image import read_mask
     from deploy.data.metrics import unetzoo_scores
     ones = np.ones((size, size), np.float32)
-    ious = [unetzoo_scores(ones, read_mask(p))[0] for p in sorted((held_out / "masks").iterdir())]
+    ious = [unetzoo_scores(ones, read_mask(p))[0] for p in sorted(held_out.masks.iterdir())]
     return 100 * float(np.mean(ious))
 
 
@@ -154,7 +148,7 @@ def main(names, width, steps, train_images, eval_images, work, out) -> None:
     for name in names.split(","):
         kind = MODELS[name].dataset
         onnx_path, calib, info = train(name, work, width, steps, train_images)
-        held_out = _synth(kind, work / "held_out", eval_images, seed=1)
+        held_out = synthetic_set(kind, work / "held_out", eval_images, seed=1)
         size = MODELS[name].size
         rows.append({"model": name, "data": f"synthetic {kind}, 3×{size}×{size}", "acc": evaluate(
             name, onnx_path, calib, held_out, work / name), "gflops": conv_flops(onnx.load(str(onnx_path))) / 1e9,

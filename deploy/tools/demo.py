@@ -18,6 +18,7 @@ import click
 
 from deploy.catalogue import DEPLOYABLE, MODELS, REPO
 from deploy.config import load_build_config
+from deploy.data.sets import SetDirs, synthetic_set
 from deploy.io import atomic_write_json, atomic_write_text
 from deploy.tools.report import markdown_table
 
@@ -36,17 +37,12 @@ def script(name: str, *args) -> None:
     sh(sys.executable, name, *args)
 
 
-def eval_set(model: str, out: Path, n: int) -> Path:
+def eval_set(model: str, out: Path, n: int) -> SetDirs:
     """A held-out set (seed 1; training used seed 0) in the model's dataset layout."""
-    kind = MODELS[model].dataset
-    root = out / "data"
-    folder = root / ("testing" if kind == "portrait" else "dsb2018_256_val")
-    if not (folder / "images").is_dir():
-        deploy("data", "synth", kind, root, "--n", n, "--seed", 1)
-    return folder
+    return synthetic_set(MODELS[model].dataset, out / "data", n, seed=1, log=click.echo)
 
 
-def run_dtype(model: str, dtype: str, data: Path, out: Path, npz: tuple[Path, Path]) -> dict:
+def run_dtype(model: str, dtype: str, data: SetDirs, out: Path, npz: tuple[Path, Path]) -> dict:
     yaml_file = MODELS[model].build_yaml
     cfg = load_build_config(yaml_file).with_dtype(dtype)
     vdsp = MODELS[model].vdsp_json
@@ -55,13 +51,13 @@ def run_dtype(model: str, dtype: str, data: Path, out: Path, npz: tuple[Path, Pa
     deploy("compile", yaml_file, "--dtype", dtype)
     compile_s = time.perf_counter() - t
     d = out / dtype
-    script("vsx_inference.py", "--file_path", data / "images", "--gt_path", data / "masks", "--model_prefix_path",
+    script("vsx_inference.py", "--file_path", data.images, "--gt_path", data.masks, "--model_prefix_path",
            cfg.prefix, "--vdsp_params_info", vdsp, "--device", 0, "--batch", 8, "--save_dir", d / "vsx")
     deploy("perf", "-m", cfg.prefix, "--vdsp_params", vdsp, "-i", 1, "-p", 1, "-b", 8, "-s", f"[3,{h},{w}]",
            "--iterations", 20, "--json", d / "perf.json")
     deploy("perf", "-m", cfg.prefix, "--vdsp_params", vdsp, "-i", 1, "-p", 1, "-b", 1, "-s", f"[3,{h},{w}]",
            "--datalist", npz[1], "--path_output", d / "npz_output")
-    script("vamp_eval.py", "--src_dir", data / "images", "--gt_dir", data / "masks", "--input_npz_path", npz[1],
+    script("vamp_eval.py", "--src_dir", data.images, "--gt_dir", data.masks, "--input_npz_path", npz[1],
            "--out_npz_dir", d / "npz_output", "--input_shape", h, w, "--draw_dir", d / "draw", "--vamp_flag",
            "-m", cfg.prefix)
     vsx = json.loads((d / "vsx" / "summary.json").read_text())
@@ -80,7 +76,7 @@ def main(model: str, dtypes: str, images: int, out: Path) -> None:
     out = out / model
     data = eval_set(model, out, images)
     npz = (out / "npz", out / "npz_datalist.txt")
-    script("image2npz.py", "--dataset_path", data / "images", "--target_path", npz[0], "--text_path", npz[1],
+    script("image2npz.py", "--dataset_path", data.images, "--target_path", npz[0], "--text_path", npz[1],
            "--suffix", "png")
     rows = [run_dtype(model, dt, data, out, npz) for dt in dtypes.split(",")]
     base = rows[0]["vsx_miou"]

@@ -23,7 +23,8 @@ NAMES = catalogue.NAMES
 INPUT_SIZE = {name: m.size for name, m in catalogue.MODELS.items()}
 # Exact parameter counts at width 1.0 (architectures.md).
 PARAMS = {"unetpp": 9_163_428, "unetpp_nods": 9_163_329, "r2u_net": 39_091_393, "unet3p": 26_971_777,
-          "unet3p_ds": 26_989_637, "unet": 7_765_985}
+          "unet3p_ds": 26_989_637, "unet": 7_765_985,
+          "unet3p_liver": 26_971_777}
 
 MIN_CHANNELS = 4
 
@@ -240,6 +241,7 @@ _FACTORIES = {
     "unet3p": lambda w: UNet3Plus(deep_supervision=False, width=w),
     "unet3p_ds": lambda w: UNet3Plus(deep_supervision=True, width=w),
     "unet": lambda w: UNet(width=w),
+    "unet3p_liver": lambda w: UNet3Plus(deep_supervision=False, width=w),  # unet3p trained on CT slices
 }
 
 

@@ -43,6 +43,7 @@ from deploy import catalogue
 from deploy.data.image import read_mask
 from deploy.data.metrics import unetzoo_scores
 from deploy.data.readers import Sample, pair_masks
+from deploy.data.sets import LAYOUTS
 from deploy.errors import DeployError
 from deploy.host import has_flags
 from deploy.io import atomic_save
@@ -68,8 +69,9 @@ class TrainConfig:
     augment: str = "dihedral"  # AUGMENT[family]; checkpoints older than this field used "dihedral"
 
 
-# "dihedral": h/v flips + rot90 (8 orientations); "hflip": mirror only (upright content)
-AUGMENT = {"dsb2018": "dihedral", "portrait": "hflip"}
+# "dihedral": h/v flips + rot90 (8 orientations); "hflip": mirror only (upright content); "none": CT
+# slices come in one orientation (anterior up, patient's right on the left), and the liver's side is a cue
+AUGMENT = {"dsb2018": "dihedral", "portrait": "hflip", "lits": "none"}
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -90,21 +92,22 @@ def resolve_precision(precision: str) -> str:
 
 # ------------------------------------------------------------------------------------------- data
 def find_pairs(data_dir: str | os.PathLike, family: str | None = None) -> list[Sample]:
-    """All (image, mask) pairs of a DSB2018- or portrait-layout folder, sorted by image name.
+    """All (image, mask) pairs of a set folder (deploy.data.sets.LAYOUTS), sorted by image name.
 
-    `data_dir` may be the set itself (`images/` + `masks/`) or a data root holding
-    `dsb2018_256_val/` and/or `testing/`; `family` ("dsb2018" or "portrait") picks between those."""
+    `data_dir` may be the set itself (`images/` + `masks/`, or CT slices' `CT/` + `seg/`) or a data
+    root holding the sets' folders; `family` ("dsb2018", "portrait", "lits") says which comes first."""
     root = Path(data_dir)
-    subs = ["dsb2018_256_val", "testing"] if family != "portrait" else ["testing", "dsb2018_256_val"]
-    for base in [root] + [root / s for s in subs]:
-        img, msk = base / "images", base / "masks"
+    order = [LAYOUTS[f] for f in sorted(LAYOUTS, key=lambda f: f != family)]  # the family's layout first
+    for base, img, msk in [(root, i, m) for _, i, m in order] + [(root / f, i, m) for f, i, m in order]:
+        img, msk = base / img, base / msk
         if img.is_dir() and msk.is_dir():
             samples = [s for s in pair_masks(img, msk) if s.mask is not None]
             if not samples:
                 raise DeployError(f"{img}: no image has a mask in {msk}")
             return samples
     raise DeployError(f"{root}: expected images/ and masks/ (DSB2018 layout: dsb2018_256_val/images, "
-                      "dsb2018_256_val/masks) or the portrait layout (testing/images, testing/masks)")
+                      "dsb2018_256_val/masks), the portrait layout (testing/images, testing/masks) or CT slices "
+                      "(lits_liver/CT, lits_liver/seg)")
 
 
 def split(samples: list[Sample], holdout: float = HOLDOUT) -> tuple[list[Sample], list[Sample]]:
@@ -129,10 +132,11 @@ def draw_batch(x: np.ndarray, y: np.ndarray, batch: int, seed: int, step: int,
                augment: str = "dihedral") -> tuple[np.ndarray, np.ndarray]:
     """The batch of step `step`: indices + flips (+ rot90 for "dihedral") from `default_rng([seed, step])`."""
     if augment not in AUGMENT.values():
-        raise DeployError(f"augment must be 'dihedral' or 'hflip', got {augment!r}")
+        raise DeployError(f"augment must be one of {', '.join(sorted(set(AUGMENT.values())))}, got {augment!r}")
     rng = np.random.default_rng([seed, step])
     idx = rng.choice(len(x), size=batch, replace=len(x) < batch)
-    aug = rng.integers(0, 2, size=(batch, 3)) * np.array([1, augment == "dihedral", augment == "dihedral"])
+    dihedral = augment == "dihedral"
+    aug = rng.integers(0, 2, size=(batch, 3)) * np.array([augment != "none", dihedral, dihedral])
     xb, yb = [], []
     for i, (hf, vf, rot) in zip(idx, aug):
         a, b = x[i], y[i]
