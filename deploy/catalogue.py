@@ -33,11 +33,12 @@ RECIPES = {
 class SeedModel:
     name: str
     size: int                  # input height = width
-    dataset: str               # a deploy.data.sets family: "dsb2018" (nuclei), "portrait" or "lits" (liver CT)
+    dataset: str               # a deploy.data.sets family: "dsb2018" (nuclei), "portrait", "lits" / "lits_classes" (CT)
     preprocess: str            # training recipe, a key of RECIPES
     main_head: int | None      # which deep-supervision output is the prediction; None: one output
     build: str | None = None   # file in build_in/build
     vdsp: str | None = None    # file in vdsp_params
+    classes: int = 1           # output channels: 1 = a sigmoid probability; more = softmax over class ids
 
     @property
     def deployable(self) -> bool:
@@ -88,6 +89,10 @@ MODELS = {m.name: m for m in (
     # slice PNG is decoded to 3 equal channels (grey-to-3-channel input), x/255
     SeedModel("unet3p_liver", 128, "lits", "rgb_div255", main_head=None,
               build="official_unet3p_liver.yaml", vdsp="unet3p_liver-vdsp_params.json"),
+    # the liver/tumour UNet: 3-class softmax (0 background, 1 liver, 2 tumour) on the same slices,
+    # grey-to-3-channel input with the UNET-ZOO recipe
+    SeedModel("unet_lits", 128, "lits_classes", "bgr_half", main_head=None, classes=3,
+              build="official_unet_lits.yaml", vdsp="unetzoo-unet_lits-vdsp_params.json"),
 )}
 NAMES = tuple(MODELS)
 DEPLOYABLE = tuple(n for n, m in MODELS.items() if m.deployable)

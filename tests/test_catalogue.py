@@ -29,7 +29,8 @@ def test_deployable_models_have_both_files_matching_the_table(name):
         vdsp = load_vdsp_config(m.vdsp_json)
     assert cfg.frontend.checkpoint == ROOT / "workspace" / "zoo" / m.onnx_name
     assert cfg.frontend.shape == {"input": (1, 3, m.size, m.size)} and vdsp.out_size == (m.size, m.size)
-    assert cfg.dataset.path.parent.name == {"dsb2018": "dsb2018_256_val", "portrait": "testing", "lits": "lits_liver"}[m.dataset]
+    assert cfg.dataset.path.parent.name == {"dsb2018": "dsb2018_256_val", "portrait": "testing", "lits": "lits_liver",
+                                          "lits_classes": "lits_classes"}[m.dataset]
 
 
 @pytest.mark.parametrize("name", catalogue.DEPLOYABLE)

@@ -404,3 +404,46 @@ def test_zoo_prepare_trains_the_liver_unet3p(tmp_path):
     assert info["config"]["augment"] == "none" and info["metrics"]["images"] > 0
     assert (tmp_path / "data" / "lits" / "volume-0.nii").is_file()
     assert len(list((tmp_path / "data" / "lits_liver" / "seg").iterdir())) == 9 * 24  # 200 slices asked
+
+
+@pytest.mark.zoo
+def test_liver_tumour_unet_softmax_and_class_targets(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as F
+
+    from deploy.data.sets import synthetic_set
+    from deploy.zoo import models as M
+    from deploy.zoo import train as T
+
+    torch.manual_seed(0)
+    out = M.create("unet_lits", 0.125).eval()(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(out.sum(1), torch.ones(2, 32, 32))
+    logits = torch.randn(2, 3, 4, 4)
+    ids = torch.randint(0, 3, (2, 1, 4, 4)).float()
+    ids[0, 0, 0, 0] = 255  # ignored
+    torch.testing.assert_close(T.loss_of([torch.softmax(logits, 1)], ids),
+                               F.cross_entropy(logits, ids[:, 0].long(), ignore_index=255))
+    pairs = T.find_pairs(synthetic_set("lits_classes", tmp_path, n=24, seed=0).root, "lits_classes")
+    _, y = T.load_set(pairs, "unet_lits", 64)
+    assert y.shape == (24, 1, 64, 64) and set(np.unique(y)) <= {0.0, 1.0, 2.0} and (y == 2).any()
+
+
+@pytest.mark.slow  # trains
+@pytest.mark.zoo
+def test_zoo_prepare_trains_the_liver_tumour_unet(tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    import onnxruntime as ort
+
+    from deploy.zoo.prepare import prepare
+
+    onnx_file = prepare("unet_lits", tmp_path / "zoo", tmp_path / "data", steps=2, width=0.125, batch=2,
+                        progress=False, num_threads=1, log=lambda m: None)
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 128, 128), np.float32)})
+    assert y.shape == (1, 3, 128, 128) and np.allclose(y.sum(1), 1, atol=1e-5)
+    info = json.loads(onnx_file.with_suffix(".json").read_text())
+    assert info["metrics"]["images"] > 0 and 0 <= info["metrics"]["iou"] <= 1
+    assert len(list((tmp_path / "data" / "lits_classes" / "seg").iterdir())) == 9 * 24

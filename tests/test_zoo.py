@@ -20,12 +20,12 @@ pytestmark = pytest.mark.zoo
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_PARAMS = {"unetpp": 9_163_428, "unetpp_nods": 9_163_329, "r2u_net": 39_091_393, "unet3p": 26_971_777,
-                   "unet3p_ds": 26_989_637, "unet": 7_765_985, "unet3p_liver": 26_971_777}
-N_OUT = {"unetpp": 4, "unetpp_nods": 1, "r2u_net": 1, "unet3p": 1, "unet3p_ds": 5, "unet": 1, "unet3p_liver": 1}
+                   "unet3p_ds": 26_989_637, "unet": 7_765_985, "unet3p_liver": 26_971_777, "unet_lits": 7_766_051}
+N_OUT = {"unetpp": 4, "unetpp_nods": 1, "r2u_net": 1, "unet3p": 1, "unet3p_ds": 5, "unet": 1, "unet3p_liver": 1, "unet_lits": 1}
 MAIN = {"unetpp": "output_3", "unet3p_ds": "output_0"}
 RESIZE = {"unetpp": {("linear", "align_corners")}, "unetpp_nods": {("linear", "align_corners")},
           "r2u_net": {("nearest", "asymmetric")}, "unet3p": {("linear", "half_pixel")},
-          "unet3p_ds": {("linear", "half_pixel")}, "unet": set(), "unet3p_liver": {("linear", "half_pixel")}}
+          "unet3p_ds": {("linear", "half_pixel")}, "unet": set(), "unet3p_liver": {("linear", "half_pixel")}, "unet_lits": set()}
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def test_exact_parameter_count(name):
 
 def test_input_sizes_and_unknown_name():
     assert M.INPUT_SIZE == {"unetpp": 96, "unetpp_nods": 96, "r2u_net": 96, "unet3p": 128, "unet3p_ds": 128,
-                            "unet": 96, "unet3p_liver": 128}
+                            "unet": 96, "unet3p_liver": 128, "unet_lits": 128}
     from deploy.errors import DeployError
     with pytest.raises(DeployError, match="unknown model"):
         M.create("unet4")
@@ -60,8 +60,8 @@ def test_forward_shapes_width_quarter(name):
         outs = M.as_list(m(torch.randn(2, 3, s, s)))
     assert len(outs) == N_OUT[name]
     for o in outs:
-        assert o.shape == (2, 1, s, s)
-        assert float(o.min()) >= 0 and float(o.max()) <= 1  # sigmoid inside
+        assert o.shape == (2, M.catalogue.MODELS[name].classes, s, s)
+        assert float(o.min()) >= 0 and float(o.max()) <= 1  # sigmoid (softmax) inside
 
 
 @pytest.mark.parametrize("name", [n if n == "unetpp" else pytest.param(n, marks=pytest.mark.slow) for n in M.NAMES])
@@ -197,7 +197,7 @@ def test_augmentation_keeps_portraits_upright():
                 kinds.add(k)
     assert seen["hflip"] == {0, 4}  # as is, or mirrored left-right: never on its side or upside down
     assert len(seen["dihedral"]) > 2
-    assert T.AUGMENT == {"dsb2018": "dihedral", "portrait": "hflip", "lits": "none"}
+    assert T.AUGMENT == {"dsb2018": "dihedral", "portrait": "hflip", "lits": "none", "lits_classes": "none"}
     with pytest.raises(DeployError, match="augment must be"):
         T.draw_batch(x, y, 2, 0, 0, augment="rot")
 

@@ -38,7 +38,7 @@ TARGET_DROP = {"fp16": 0.05, "int8": 0.3}
 # 80.8 held-out IoU in 150 steps.
 TABLE = {"unetpp": {"steps": 600}, "unet": {"steps": 1000}, "r2u_net": {"steps": 200},
          "unet3p": {"steps": 200, "batch": 8, "lr": 3e-4}, "unet3p_ds": {"steps": 200, "batch": 8, "lr": 3e-4},
-         "unet3p_liver": {"steps": 200, "batch": 8, "lr": 3e-4}}
+         "unet3p_liver": {"steps": 200, "batch": 8, "lr": 3e-4}, "unet_lits": {"steps": 560}}
 
 
 def train(name: str, work: Path, width: float, steps: int | None, train_images: int) -> tuple[Path, SetDirs, dict]:

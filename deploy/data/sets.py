@@ -7,6 +7,7 @@ the demo and the accuracy bench find the same folders:
 - portrait  `<root>/testing/images`, `masks`                (deploy.data.synth)
 - lits      `<root>/lits_liver/CT`, `seg` (liver = 255): axial slices that `deploy data slices
   --labels liver` exports from the LiTS-like volumes in `<root>/lits` (deploy.data.synth_ct)
+- lits_classes  `<root>/lits_classes/CT`, `seg` (class ids 0/1/2): the same slices, `--labels classes`
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAYOUTS = {"dsb2018": ("dsb2018_256_val", "images", "masks"), "portrait": ("testing", "images", "masks"),
-           "lits": ("lits_liver", "CT", "seg")}
+           "lits": ("lits_liver", "CT", "seg"), "lits_classes": ("lits_classes", "CT", "seg")}
+LITS_LABELS = {"lits": "liver", "lits_classes": "classes"}
 LITS_SLICES = 24  # axial slices per synthetic volume
 
 
@@ -41,12 +43,12 @@ def synthetic_set(family: str, data_root: str | os.PathLike, n: int, seed: int, 
         return dirs
     if log:
         log(f"generating the synthetic {family} set in {dirs.root} ({n} images)")
-    if family == "lits":
+    if family in LITS_LABELS:
         from deploy.data.ct_slices import export_slices
         from deploy.data.synth_ct import synth_lits
 
         volumes = synth_lits(Path(data_root) / "lits", n=math.ceil(n / LITS_SLICES), seed=seed, slices=LITS_SLICES)
-        export_slices(volumes, dirs.root, labels="liver")
+        export_slices(volumes, dirs.root, labels=LITS_LABELS[family])
     else:
         from deploy.data.synth import synth_dsb2018, synth_portrait
 

@@ -23,7 +23,7 @@ from deploy.zoo import models as M
 
 OPSET = 17
 ALLOWED_OPS = frozenset({"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "Sigmoid", "ConvTranspose",
-                         "Constant"})
+                         "Constant", "Softmax"})  # Softmax: the head of a multi-class model (unet_lits)
 
 
 def output_names(name: str) -> list[str]:

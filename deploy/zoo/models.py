@@ -1,7 +1,7 @@
 """From-scratch PyTorch definitions of the seed architectures (docs/architectures.md).
 
-Every network takes 3×H×W (H, W multiples of 16) and ends in a sigmoid, so outputs are
-probabilities. Deep-supervision variants return a list of heads; the catalogue's `main_head`
+Every network takes 3×H×W (H, W multiples of 16) and ends in a sigmoid (a softmax over the
+channels for the 3-class `unet_lits`), so outputs are probabilities. Deep-supervision variants return a list of heads; the catalogue's `main_head`
 (deploy.catalogue, which also holds the names and input sizes) says which one is the prediction.
 `create(name, width)` scales every channel count by `width` (at least
 `MIN_CHANNELS`) so tests can build small, fast copies; at width 1.0 the parameter counts are
@@ -24,7 +24,7 @@ INPUT_SIZE = {name: m.size for name, m in catalogue.MODELS.items()}
 # Exact parameter counts at width 1.0 (architectures.md).
 PARAMS = {"unetpp": 9_163_428, "unetpp_nods": 9_163_329, "r2u_net": 39_091_393, "unet3p": 26_971_777,
           "unet3p_ds": 26_989_637, "unet": 7_765_985,
-          "unet3p_liver": 26_971_777}
+          "unet3p_liver": 26_971_777, "unet_lits": 7_766_051}
 
 MIN_CHANNELS = 4
 
@@ -127,7 +127,8 @@ class UpConvNearest(nn.Module):
 
 class EncoderDecoder(nn.Module):
     """The shared U shape of R2U-Net and UNet: encoder blocks with 2×2 max pooling, then up-sample
-    + concat with the skip + decoder block per level, and a sigmoid 1×1 head. Subclasses build
+    + concat with the skip + decoder block per level, and a 1×1 head: a sigmoid for one output
+    channel, a softmax over the channels for class scores. Subclasses build
     `enc`, `up`, `dec`, `head`; `skip_first` is the concat order their reference code uses."""
     skip_first = True
 
@@ -140,7 +141,8 @@ class EncoderDecoder(nn.Module):
         for up, dec in zip(self.up, self.dec):
             pair = [skips.pop(), up(d)]
             d = dec(torch.cat(pair if self.skip_first else pair[::-1], 1))
-        return torch.sigmoid(self.head(d))
+        h = self.head(d)
+        return torch.sigmoid(h) if h.shape[1] == 1 else torch.softmax(h, 1)
 
 
 class R2UNet(EncoderDecoder):
@@ -242,6 +244,7 @@ _FACTORIES = {
     "unet3p_ds": lambda w: UNet3Plus(deep_supervision=True, width=w),
     "unet": lambda w: UNet(width=w),
     "unet3p_liver": lambda w: UNet3Plus(deep_supervision=False, width=w),  # unet3p trained on CT slices
+    "unet_lits": lambda w: UNet(width=w, out_ch=3),
 }
 
 

@@ -40,6 +40,7 @@ PREPARE = {
     "unet3p": Budget(steps=60, batch=4, lr=3e-4),
     "unet3p_ds": Budget(steps=60, batch=4, lr=3e-4),
     "unet3p_liver": Budget(steps=60, batch=4, lr=3e-4),  # the seed's lr 3e-4 (LiTS: Adam, batch 2)
+    "unet_lits": Budget(steps=170),             # UNet at 128×128: ≈ 1.8× a 96×96 step
 }
 
 
