@@ -8,6 +8,7 @@ as a copy-paste tutorial. Evaluation uses a held-out synthetic set (another seed
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import click
 
 from deploy.catalogue import DEPLOYABLE, MODELS, REPO
 from deploy.config import load_build_config
-from deploy.data.sets import SetDirs, synthetic_set
+from deploy.data.sets import LITS_LABELS, LITS_SLICES, SetDirs, set_dirs
 from deploy.io import atomic_write_json, atomic_write_text
 from deploy.tools.report import markdown_table
 
@@ -38,8 +39,19 @@ def script(name: str, *args) -> None:
 
 
 def eval_set(model: str, out: Path, n: int) -> SetDirs:
-    """A held-out set (seed 1; training used seed 0) in the model's dataset layout."""
-    return synthetic_set(MODELS[model].dataset, out / "data", n, seed=1, log=click.echo)
+    """A held-out set (seed 1; training used seed 0) in the model's dataset layout; CT: volumes
+    enough for n slices, then sliced as the model's masks need."""
+    kind = MODELS[model].dataset
+    root = out / "data"
+    dirs = set_dirs(kind, root)
+    if not dirs.images.is_dir():
+        if kind in LITS_LABELS:
+            deploy("data", "synth", "lits", root / "lits", "--n", math.ceil(n / LITS_SLICES), "--seed", 1,
+                   "--slices", LITS_SLICES)
+            deploy("data", "slices", root / "lits", dirs.root, "--labels", LITS_LABELS[kind])
+        else:
+            deploy("data", "synth", kind, root, "--n", n, "--seed", 1)
+    return dirs
 
 
 def run_dtype(model: str, dtype: str, data: SetDirs, out: Path, npz: tuple[Path, Path]) -> dict:
