@@ -69,7 +69,8 @@ def test_onnx_export_matches_torch(name, tmp_path):
     path = E.export_onnx(name, tmp_path / f"{name}.onnx", width=0.25, seed=3)
     proto = onnx.load(path)
     ops = {n.op_type for n in proto.graph.node}
-    assert ops <= {"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "Sigmoid", "ConvTranspose"}, ops
+    assert ops <= {"Conv", "Relu", "MaxPool", "Concat", "Resize", "Add", "Sigmoid", "ConvTranspose",
+                   "Softmax"}, ops
     assert "BatchNormalization" not in ops  # folded
     assert E.resize_modes(proto) == RESIZE[name]
     assert proto.opset_import[0].version == 17
