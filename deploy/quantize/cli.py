@@ -3,8 +3,6 @@ reuse `<workspace>/<name>/calibration.json`), print the int8 plan per conv, and 
 the plan as QDQ ONNX models to run in onnxruntime."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from deploy.config import load_build_config
@@ -19,16 +17,11 @@ from deploy.config import load_build_config
               help="Write onnxruntime's quantize_static QDQ model with this calibration (int8 kernels in onnxruntime).")
 def analyze_cmd(build_yaml: str, recalibrate: bool, qdq_out: str | None, ort_out: str | None) -> None:
     """Show which convs an int8 build quantizes, with which activation dtype, scale and threshold."""
-    import onnx
-
-    from deploy.errors import ConfigError
+    from deploy.frontend.source import load_source
     from deploy.quantize import plan
 
     cfg = load_build_config(build_yaml)
-    ckpt = Path(cfg.frontend.checkpoint)
-    if not ckpt.is_file():
-        raise ConfigError(f"{cfg.source}: frontend.checkpoint: {ckpt} not found")
-    model = onnx.load(str(ckpt))
+    model = load_source(cfg).model  # the graph a compile calibrates: a PyTorch file is converted the same way
     p = plan(cfg, model, cfg.artifact_dir, recalibrate=recalibrate)
     click.echo(p.summary())
     click.echo(f"calibration: {p.cache_path}{' (reused)' if p.from_cache else ''}")
