@@ -168,7 +168,7 @@ def compile_torch(tmp: Path, name: str, fmt: str, dtype: str = "fp32", dataset: 
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
-@pytest.mark.parametrize("name", ["fcn", "mobileseg", "encdec", "unet"])
+@pytest.mark.parametrize("name", list(NETS))
 def test_pytorch_matches_onnx_route(name, fmt, tmp_path, onnx_suites):
     onnx_prefix, ref = onnx_suites(name)
     prefix = compile_torch(tmp_path, name, fmt)
@@ -191,7 +191,7 @@ def test_pytorch_matches_onnx_route(name, fmt, tmp_path, onnx_suites):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["unetpp", "r2u_net", "unet3p", "unet3p_ds"])
+@pytest.mark.parametrize("name", ["unet", "unetpp", "r2u_net", "unet3p", "unet3p_ds"])
 def test_seed_models_reduced_width(name, tmp_path, onnx_suites):
     onnx_prefix, _ = onnx_suites(name)
     for fmt in ("torchscript", "torch.export"):

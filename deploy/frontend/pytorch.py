@@ -8,19 +8,23 @@ the same graph preparation (deploy.compiler.prepare), fp16 range check, int8 cal
 ONNX graph in onnxruntime), backend and suite; the ONNX is kept in the suite (`mod.source.onnx`).
 
 Why ONNX and not TVM's own importer (`tvm.relax.frontend.torch.from_exported_program`), measured
-on the five seed models (width 0.125, 64×64) and three small public-style nets (FCN with dilated
-convs + BatchNorm + bilinear upsampling, a depthwise-separable MobileNet-style encoder with
-Hardswish and a global-pool attention branch, an encoder-decoder with ConvTranspose), each saved
-as TorchScript and as torch.export: both routes imported and built all 8 and agreed with each other
-to ≤ 2e-6 (fp32); the ONNX route compiled in about the same time (conversion ~0.2-1.5 s, then the
-ONNX compile) while from_exported_program took 3-5 s to import (numbers in the issue-18 report).
+(issue 18) on the five seed models at width 0.125 and three small public-style nets (tests/
+test_frontend_torch.py: an FCN with dilated convs, BatchNorm and bilinear upsampling; a depthwise-
+separable encoder with Hardswish, ReLU6 and a global-pool attention branch; an encoder-decoder with
+ConvTranspose and a list of two heads), 32×32, each saved as TorchScript and as torch.export, both
+routes then through the same CPU backend: both compiled all 8; they agree to ≤ 6e-8 max abs (fp32,
+batch 3) and the TorchScript and torch.export suites are identical. Time to a built module, on a
+loaded 2-core machine: 4.7-115 s for TVM's route (its import alone 2.5-50 s; UNet 3+ with deep
+supervision the slowest), 3.4-52 s for this one (conversion 1-27 s then, on two torch threads; one
+thread, below, cut UNet 3+'s from 24-34 s to 7-9 s).
 What decided it: only the ONNX route gives the rest of the pipeline its input — the int8
 calibration and QDQ model, the fp16 overflow scan and onnxsim's folding all work on ONNX, and
 the same graph reaches the same converters, so a PyTorch build and an ONNX build of one network
 cannot drift apart; the direct route would also need TorchScript files re-exported by the user.
 torch's dynamo exporter (`dynamo=True`, which takes an ExportedProgram) needs onnxscript, not a
-dependency here; tracing `ExportedProgram.module()` with the TorchScript exporter gives the same
-graph as the TorchScript file.
+dependency here; a torch.export program is traced through its module with its batch sizes kept
+symbolic (_with_traced_sizes) and gives the same graph as the TorchScript file; every converted
+graph is checked against the model at a second batch (_check_batch) before it is compiled.
 
 torch is optional (the `zoo` extra): it is imported only here, only when a pytorch YAML is
 compiled or analyzed, after TVM (deploy.tvm_env masks torch only while TVM imports, so a later
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.errors import ConfigError, DeployError
@@ -56,12 +61,12 @@ def to_onnx(path: Path, shapes: dict[str, tuple[int, ...]], *, where: str) -> tu
     fn, fmt = _load(torch, path, where)
     example = _inputs(torch, shapes, 0)
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _one_thread(torch):
         warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's notices
         try:
-            traced = torch.jit.trace(_flat(torch, fn), example, check_trace=False)
-            outs = traced(*example)
-            names = ["output"] if isinstance(outs, torch.Tensor) else [f"output_{i}" for i in range(len(outs))]
+            flat = _flat(torch, fn)
+            traced = torch.jit.trace(flat, example, check_trace=False)
+            names = ["output"] if flat.outputs is None else [f"output_{i}" for i in range(flat.outputs)]
             torch.onnx.export(traced, example, buf, dynamo=False, opset_version=OPSET, input_names=list(shapes),
                               output_names=names, dynamic_axes={n: {0: BATCH} for n in [*shapes, *names]},
                               do_constant_folding=True)
@@ -70,6 +75,19 @@ def to_onnx(path: Path, shapes: dict[str, tuple[int, ...]], *, where: str) -> tu
                               f"{ {k: list(v) for k, v in shapes.items()} } ({where}): {type(e).__name__}: {e}") from e
         _check_batch(torch, fn, buf.getvalue(), shapes, f"{path} ({fmt}, {where})")
     return buf.getvalue(), {"format": fmt, "torch": torch.__version__}
+
+
+@contextmanager
+def _one_thread(torch):
+    """torch on one thread while converting: tracing, exporting and checking run the model at the
+    example batch only, and torch's OpenMP threads spin-waiting on each other made it 3-5x slower
+    on a shared 2-core machine (UNet 3+ at width 0.125: 24-34 s on 2 threads, 7-9 s on 1)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _inputs(torch, shapes: dict[str, tuple[int, ...]], extra_batch: int) -> tuple:
@@ -164,8 +182,12 @@ def _flat(torch, fn):
         def __init__(self):
             super().__init__()
             self.inner = fn
+            self.outputs: int | None = None  # how many, once traced (None: one tensor)
 
         def forward(self, *xs):
             out = self.inner(*xs)
-            return tuple(out) if isinstance(out, (list, tuple)) else out
+            if isinstance(out, torch.Tensor):
+                return out
+            self.outputs = len(out)
+            return tuple(out)
     return Flat()
