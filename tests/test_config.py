@@ -112,7 +112,6 @@ def _set(path: str, value):
 
 
 @pytest.mark.parametrize("path,value,needle", [
-    ("frontend.type", "keras", r"frontend\.type: unsupported value 'keras'; accepted: onnx"),
     ("backend.quantize.calibrate_mode", "foo",
      r"backend\.quantize\.calibrate_mode: unsupported value 'foo'; accepted: kl_divergence, percentile, max, mse"),
     ("backend.dtype", "int4", r"backend\.dtype: unsupported value 'int4'; accepted: fp32, fp16, int8"),

@@ -1,7 +1,7 @@
 """Compiler: build YAML + ONNX → compiled model suite (`<workspace>/<name>/mod.so|json`, compile.log).
 
 Public API: `compile_build(cfg, *, dtype=None, target=None, recalibrate=False) -> Path` (the prefix).
-Submodules: onnx_import (load/check/import), ops_scan (supported operators), target (TVM targets,
+Submodules: onnx_import (check/import; loading: deploy.frontend), ops_scan (supported operators), target (TVM targets,
 this host as one), artifact (suite layout, preprocessing spec, staged folder swap), quantized
 (int8 inputs), int8 (QDQ → integer convs), backend/ (target-specific optimisation), cli.
 Importing this package is cheap; TVM is imported when a compile starts.

@@ -1,14 +1,15 @@
 """`compile_build(cfg)`: build YAML → compiled model suite (see deploy.runtime.suite).
 
 Stages (a tqdm bar on stderr follows them; compile.log records each with its time):
-load ONNX → prepare (inputs vs YAML, then deploy.compiler.prepare) → check (operators) → target →
-calibrate (int8 only: calibration plan and QDQ model, deploy.compiler.quantized) → import (Relax,
-symbolic batch or one entry per size; int8 imports the QDQ model) → optimize (int8: QDQ → integer
-convs, deploy.compiler.qdq_to_integer; then the target's backend, deploy.compiler.backend: cpu for
-llvm, cuda) → build (tvm.compile) → export (mod.so) → verify (by the backend: cpu loads the new
-library with the runtime and runs a zero batch when the target can run here; cuda test-compiles
-the kernels with nvcc) → write mod.json + compile.log (int8: + mod.qdq.onnx, calibration.json) and
-swap the folder in atomically.
+load (the ONNX; a PyTorch file converted to ONNX, deploy.frontend) → prepare (inputs vs YAML, then
+deploy.compiler.prepare) → check (operators) → target → calibrate (int8 only: calibration plan and
+QDQ model, deploy.compiler.quantized) → import (Relax, symbolic batch or one entry per size; int8
+imports the QDQ model) → optimize (int8: QDQ → integer convs, deploy.compiler.qdq_to_integer; then
+the target's backend, deploy.compiler.backend: cpu for llvm, cuda) → build (tvm.compile) → export
+(mod.so) → verify (by the backend: cpu loads the new library with the runtime and runs a zero batch
+when the target can run here; cuda test-compiles the kernels with nvcc) → write mod.json +
+compile.log (int8: + mod.qdq.onnx, calibration.json; pytorch: + mod.source.onnx, the converted
+graph) and swap the folder in atomically.
 Nothing is written to the workspace before the build succeeds (a bad YAML, ONNX or target
 creates no folder); from the export on, files go to a temporary folder swapped in at the end.
 """
@@ -25,7 +26,8 @@ from deploy.compiler import target as targets
 from deploy.compiler.backend import backend_for
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
-from deploy.io import sha256_file
+from deploy.frontend.source import load_source
+from deploy.io import atomic_write_bytes, sha256_file
 from deploy.runtime import suite
 from deploy.tvm_env import import_tvm
 
@@ -89,11 +91,9 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
         artifact.preflight(cfg.artifact_dir, f"{cfg.source}: workspace")  # writable, not being compiled
         # everything up to the build happens in memory: a failure there touches no file
         with log.stage("load", bar):
-            model = onnx_import.load_onnx(cfg.frontend.checkpoint, yaml=cfg.source)
-            onnx_sha = sha256_file(cfg.frontend.checkpoint)
-            log(f"onnx: {cfg.frontend.checkpoint} sha256 {onnx_sha}, opset "
-                f"{[(o.domain or 'ai.onnx', o.version) for o in model.opset_import]}, producer "
-                f"{model.producer_name} {model.producer_version}")
+            src = load_source(cfg)
+            model = src.model
+            log(src.describe())
         with log.stage("prepare", bar):
             chw = onnx_import.check_inputs(cfg, model)
             model = prepare.prepare(model, chw, log, simplify=cfg.backend.simplify)
@@ -139,9 +139,12 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 ex.export_library(str(so_path))
                 log(f"library: {so_path.name} {so_path.stat().st_size / 1e6:.1f} MB")
             calibration = {"files": 0, "sha256": None} if q8 is None else q8.record()
-            meta = _meta(cfg, model, tgt, entry, params, outs, onnx_sha, calibration, backend, sha256_file(so_path))
+            meta = _meta(cfg, model, tgt, entry, params, outs, src.records, calibration, backend,
+                         sha256_file(so_path))
             if overflow is not None:
                 meta["fp16_overflow"] = overflow
+            if src.kept is not None:
+                atomic_write_bytes(tmp / src.kept[0], src.kept[1])
             if q8 is not None:
                 q8.write(tmp, prefix_name)
                 meta["quantization"] = q8.summary(prefix_name)
@@ -185,7 +188,7 @@ def _optimize(mod, backend, tgt, dtype: str, log):
     return backend.optimize(mod, tgt, dtype, log=log)
 
 
-def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibration, backend,
+def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, model_sources, calibration, backend,
           library_sha256: str) -> dict:
     """The `<prefix>.json` content (schema: deploy.runtime.suite); later stages add fields."""
     tvm = import_tvm()
@@ -201,8 +204,7 @@ def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, onnx_sha, calibrati
         main_output=main_output, batch=entry, dtype=cfg.backend.dtype, target=targets.target_json(tgt),
         device=backend.DEVICE, target_features=targets.required_features(tgt),
         tvm={"version": tvm.__version__, "ffi_version": tvm_ffi.__version__}, pipeline=backend.PIPELINE,
-        sources={"onnx": {"path": str(cfg.frontend.checkpoint), "sha256": onnx_sha},
-                 "build_yaml": {"path": str(cfg.source), "sha256": sha256_file(cfg.source)},
+        sources={**model_sources, "build_yaml": {"path": str(cfg.source), "sha256": sha256_file(cfg.source)},
                  "calibration": calibration},
         preprocess=suite.process_ops_to_json(cfg.dataset.process_ops))
 

@@ -42,25 +42,6 @@ class OnnxTensor:
         return f"{self.name} [{', '.join('?' if d is None else str(d) for d in self.dims)}] {self.dtype}"
 
 
-def load_onnx(path: Path, *, yaml: Path | None = None) -> onnx.ModelProto:
-    """Read the checkpoint (external data included), inlining model-local functions.
-    Missing or unparsable files raise ConfigError naming the path (and the YAML that points there)."""
-    path = Path(path)
-    where = f" (frontend.checkpoint in {yaml})" if yaml else ""
-    if not path.is_file():
-        raise ConfigError(f"{path}: ONNX file not found{where}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError, missing external data, truncated file …
-        raise ConfigError(f"{path}: not a readable ONNX model{where}: {type(e).__name__}: {e}") from e
-    if not model.graph.node:
-        raise ConfigError(f"{path}: the ONNX graph has no nodes{where}")
-    if model.functions:
-        from onnx import inliner
-        model = inliner.inline_local_functions(model)
-    return model
-
-
 def _tensor(vi: onnx.ValueInfoProto) -> OnnxTensor:
     t = vi.type.tensor_type
     try:

@@ -95,7 +95,7 @@ def _walk(graph: onnx.GraphProto, where: str = ""):
 def _reason(node: onnx.NodeProto, local_functions: set[tuple[str, str]]) -> str | None:
     domain, op = node.domain, node.op_type
     if (domain, op) in local_functions:
-        return None  # inlined before import (see onnx_import.load_onnx)
+        return None  # inlined before import (see deploy.frontend.source.load_onnx)
     if domain in STANDARD_DOMAINS:
         if op in EXCLUDED:
             return EXCLUDED[op]

@@ -14,13 +14,12 @@ from deploy.errors import ConfigError
 
 DTYPES = ("fp32", "fp16", "int8")
 CALIBRATE_MODES = ("kl_divergence", "percentile", "max", "mse")
-FRONTENDS = ("onnx",)
 BACKENDS = ("tvm_vacc", "vacc", "tvm")
 
 
 @dataclass(frozen=True)
 class Frontend:
-    type: str
+    type: str  # any vendor type: checked where the model is loaded (deploy.frontend), not here
     checkpoint: Path
     shape: dict[str, tuple[int, ...]]  # input name → NCHW as written in the YAML
     dtype: str = "fp32"
@@ -198,7 +197,7 @@ def _current(root: Node) -> BuildConfig:
     options = _compile_options(be.child("compile", required=False))
     return BuildConfig(
         name=_name(root, "name"),
-        frontend=Frontend(type=fe.get("type", str, choices=FRONTENDS), checkpoint=fe.path_value("checkpoint"),
+        frontend=Frontend(type=fe.get("type", str), checkpoint=fe.path_value("checkpoint"),
                           shape=_shape(fe, "shape"), dtype=fe.get("dtype", str, "fp32", ("fp32",))),
         backend=Backend(type=be.get("type", str, "tvm_vacc", BACKENDS), dtype=be.get("dtype", str, choices=DTYPES),
                         quantize=_quantize(be.child("quantize", required=False)), **options),

@@ -30,22 +30,17 @@ from deploy.errors import DeployError
 def analyze_cmd(build_yaml: str, recalibrate: bool, out_dir: str | None, qdq_out: str | None,
                 ort_out: str | None) -> None:
     """Show which convs an int8 build quantizes, with which activation dtype, scale and threshold."""
-    import onnx
-
-    from deploy.errors import ConfigError
+    from deploy.frontend.source import load_source
     from deploy.quantize import plan
     from deploy.quantize.cache import CACHE_FILE
 
     cfg = load_build_config(build_yaml)
-    ckpt = Path(cfg.frontend.checkpoint)
-    if not ckpt.is_file():
-        raise ConfigError(f"{cfg.source}: frontend.checkpoint: {ckpt} not found")
     report = Path(out_dir) if out_dir else cfg.workspace / f"{cfg.name}.analysis"
     for flag, path in (("--out-dir", report), ("--qdq", qdq_out and Path(qdq_out).parent),
                        ("--ort-qdq", ort_out and Path(ort_out).parent)):
         if path:
             _refuse_suite(Path(path), flag, cfg.artifact_dir)
-    model = onnx.load(str(ckpt))
+    model = load_source(cfg).model  # the graph a compile calibrates: a PyTorch file is converted the same way
     _seed_cache(cfg.artifact_dir / CACHE_FILE, report / CACHE_FILE)
     p = plan(cfg, model, report, recalibrate=recalibrate)
     click.echo(p.summary())

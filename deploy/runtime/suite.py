@@ -17,6 +17,8 @@ atomically: deploy.compiler.artifact):
       int8 only:
       mod.qdq.onnx      the "ideal" int8 model with the chosen scales (QDQ), runnable in onnxruntime
       calibration.json  thresholds + hashes; reused by a rebuild with the same ONNX and images
+      frontend.type pytorch only:
+      mod.source.onnx   the ONNX torch's exporter made of the checkpoint (what was prepared and compiled)
 
 `mod.json` (schema_version 1), made by `description(...)`:
     schema_version, name, library ("mod.so"), library_sha256 (SHA-256 of mod.so: `check_library`
@@ -30,7 +32,8 @@ atomically: deploy.compiler.artifact):
     target (TVM JSON target), device (cpu | cuda), target_features (CPU features the code may use),
     tvm: {version, ffi_version}; pipeline: which optimisation path ran;
     sources: {onnx, build_yaml: {path, sha256}, calibration: {files, sha256}} (calibration empty
-        — 0 files, sha256 null — unless int8);
+        — 0 files, sha256 null — unless int8); a pytorch build adds pytorch: {path, sha256, format
+        (torchscript | torch.export), torch (version)} and its onnx is the kept mod.source.onnx;
     preprocess: cfg.dataset.process_ops as [{type, **fields}] (process_ops_to_json);
   added by later compile stages:
     fp16_overflow (fp16 only, when the dataset was read): [{node, tensor, max_abs}] of the layers
