@@ -21,7 +21,7 @@ def rel_max_abs(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 def test_table_names_and_sizes():
-    assert len(PUBLIC_NAMES) == 29 and not set(PUBLIC_NAMES) & set(MODELS)
+    assert len(PUBLIC_NAMES) == 28 and not set(PUBLIC_NAMES) & set(MODELS)
     assert {"fcn_resnet50", "deeplabv3_mobilenet_v3_large", "unet_resnet34", "fpn_mobilenet_v2",
             "deeplabv3plus_efficientnet-b0", "segformer_mit_b0"} <= set(PUBLIC_NAMES)
     for m in PUBLIC.values():

@@ -57,7 +57,7 @@ def _net(name: str, work: Path, batches, runs: int, dtypes, threads: int) -> dic
         except Exception as e:  # noqa: BLE001 - a failed build is a result of this benchmark, not its end
             errors[dt] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     entry = {"model": name, "size": size, "onnx": str(onnx_path), "compile_s": compile_s, "errors": errors,
-             "batches": []}
+             "compiled_batches": {dt: _compiled_batches(p) for dt, p in prefixes.items()}, "batches": []}
     for b in batches:
         x = np.random.default_rng(b).standard_normal((b, 3, size, size)).astype(np.float32)
         entry["batches"].append(_measure(onnx_path, prefixes, x, runs, threads))
@@ -83,6 +83,13 @@ def _measure(onnx_path: Path, prefixes: dict, x: np.ndarray, runs: int, threads:
     if "fp32" in prefixes and speedup["tvm_fp32"] < TARGETS["fp32"]:
         entry["hot_primfuncs"] = hot_primfuncs(prefixes["fp32"], x)
     return entry
+
+
+def _compiled_batches(prefix: Path) -> str:
+    """"any" for a symbolic-batch build, else the fixed sizes the compiler fell back to (mod.json)."""
+    from deploy.runtime.suite import read_meta
+    sizes = read_meta(prefix)["batch"]["functions"]
+    return "any" if "*" in sizes else ",".join(sorted(sizes, key=int))
 
 
 def public_onnx(name: str, size: int, work: Path) -> Path:
@@ -141,7 +148,8 @@ def markdown(result: dict) -> str:
     rows, comp, hot = [], [], []
     for m in result["models"]:
         comp.append([m["model"], m["size"]] + [f"{m['compile_s'][d]:.1f}" if d in m["compile_s"] else "fails"
-                                               for d in DTYPES])
+                                               for d in DTYPES]
+                    + [" ".join(f"{d}:{b}" for d, b in m["compiled_batches"].items())])
         for b in m["batches"]:
             sp, ck = b["speedup_vs_ort_fp32"], b["checks"]
             rows.append([m["model"], b["batch"], b["median_ms"]["ort_fp32"]]
@@ -160,7 +168,7 @@ def markdown(result: dict) -> str:
             f"fp16 labels vs onnxruntime fp32, int8 labels vs the QDQ model in onnxruntime.\n\n"
             + markdown_table(["model", "batch", "ORT fp32 ms", "fp32 ×ORT", "fp16 ×ORT", "int8 ×ORT",
                               "fp32 rel max abs", "fp16 labels", "int8 labels", "non-finite"], rows)
-            + "\n## Compile time (s)\n\n" + markdown_table(["model", "size", *DTYPES], comp))
+            + "\n## Compile time (s)\n\n" + markdown_table(["model", "size", *DTYPES, "batches built"], comp))
     if errors:
         text += "\n## Builds that failed\n\n" + markdown_table(["model", "dtype", "error"], errors)
     if hot:
