@@ -125,23 +125,28 @@ def build_config(name: str, onnx_path: Path, size: int, work: Path, dtype: str) 
 
 
 def hot_primfuncs(prefix: Path, x: np.ndarray, top: int = HOT_PRIMFUNCS) -> list[dict]:
-    """The `top` PrimFuncs by total time in one profiled run (TVM's Relax VM profiler), with their
-    share of the kernel time: what to look at when a net is slow."""
-    import json
-
-    import tvm
-    from tvm.runtime.vm import VirtualMachine
-    from deploy.runtime.suite import existing_paths, read_meta
-    functions = read_meta(prefix)["batch"]["functions"]
-    fn = functions.get("*") or functions.get(str(x.shape[0])) or next(iter(functions.values()))
-    vm = VirtualMachine(tvm.runtime.load_module(str(existing_paths(prefix)[0])), tvm.cpu(), profile=True)
-    calls = json.loads(vm.profile(fn, tvm.runtime.tensor(x)).json())["calls"]
+    """The `top` PrimFuncs by total time in one run, with their share of the kernel time: what to
+    look at when a net is slow. TVM 0.27's Relax VM has no profiler; its instrument hook, called
+    before and after every call instruction, times each kernel (the VM's own builtins left out)."""
+    from deploy.runtime import Model
+    model = Model(prefix)
+    model.run(x)  # warm: first-run allocations are not a kernel's cost
     totals: dict[str, float] = {}
-    for c in calls:
-        totals[c["Name"]["string"]] = totals.get(c["Name"]["string"], 0.0) + c["Duration (us)"]["microseconds"]
-    kernel_us = sum(totals.values())
+    started: dict[str, float] = {}
+
+    def instrument(_func, symbol, before_run, _ret, *_args) -> int:
+        name = str(symbol)
+        if before_run:
+            started[name] = time.perf_counter()
+        elif not name.startswith("vm.") and name in started:
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop(name)
+        return 0  # VMInstrumentReturnKind.NO_OP
+
+    model.vm.set_instrument(instrument)
+    model.run(x)
+    kernel_s = sum(totals.values())
     hot = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
-    return [{"primfunc": k, "ms": us / 1e3, "share": us / kernel_us} for k, us in hot]
+    return [{"primfunc": k, "ms": t * 1e3, "share": t / kernel_s} for k, t in hot]
 
 
 def markdown(result: dict) -> str:
