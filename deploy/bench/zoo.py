@@ -7,7 +7,7 @@ agreement with onnxruntime (fp32: max abs, relative to the output's magnitude wh
 fp16: predicted labels against onnxruntime fp32; int8: labels against the QDQ model mod.qdq.onnx in
 onnxruntime, which is what both should compute), non-finite outputs, throughput ratios against
 onnxruntime fp32. Where our fp32 falls short of TARGETS["fp32"], the Relax VM profiler names the
-PrimFuncs that cost the time. A precision that fails to compile is reported with its error; the
+PrimFuncs that cost the time (deploy.runtime.profile). A precision that fails to compile is reported with its error; the
 other precisions and nets still run."""
 from __future__ import annotations
 
@@ -125,28 +125,13 @@ def build_config(name: str, onnx_path: Path, size: int, work: Path, dtype: str) 
 
 
 def hot_primfuncs(prefix: Path, x: np.ndarray, top: int = HOT_PRIMFUNCS) -> list[dict]:
-    """The `top` PrimFuncs by total time in one run, with their share of the kernel time: what to
-    look at when a net is slow. TVM 0.27's Relax VM has no profiler; its instrument hook, called
-    before and after every call instruction, times each kernel (the VM's own builtins left out)."""
+    """The `top` PrimFuncs by time per run (deploy.runtime.profile), with their share of the kernel
+    time: what to look at when a net is slow."""
     from deploy.runtime import Model
-    model = Model(prefix)
-    model.run(x)  # warm: first-run allocations are not a kernel's cost
-    totals: dict[str, float] = {}
-    started: dict[str, float] = {}
-
-    def instrument(_func, symbol, before_run, _ret, *_args) -> int:
-        name = str(symbol)
-        if before_run:
-            started[name] = time.perf_counter()
-        elif not name.startswith("vm.") and name in started:
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - started.pop(name)
-        return 0  # VMInstrumentReturnKind.NO_OP
-
-    model.vm.set_instrument(instrument)
-    model.run(x)
-    kernel_s = sum(totals.values())
-    hot = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
-    return [{"primfunc": k, "ms": t * 1e3, "share": t / kernel_s} for k, t in hot]
+    from deploy.runtime.profile import profile
+    times = profile(Model(prefix), x, runs=3)
+    kernel_ms = sum(t.ms for t in times) or 1.0
+    return [{"primfunc": t.name, "calls": t.calls, "ms": t.ms, "share": t.ms / kernel_ms} for t in times[:top]]
 
 
 def markdown(result: dict) -> str:
