@@ -148,7 +148,7 @@ def markdown(result: dict) -> str:
                         + [f"{100 * ck[f'tvm_{d}']['label_agreement']:.2f}%" if f"tvm_{d}" in ck else "-"
                            for d in ("fp16", "int8")]
                         + [sum(c["non_finite"] for c in ck.values())])
-            hot += [[m["model"], b["batch"], h["primfunc"], h["ms"], f"{100 * h['share']:.0f}%"]
+            hot += [[m["model"], b["batch"], h["primfunc"], h["calls"], h["ms"], f"{100 * h['share']:.0f}%"]
                     for h in b.get("hot_primfuncs", [])]
     errors = [[m["model"], d, e] for m in result["models"] for d, e in m["errors"].items()]
     text = (f"# Public zoo benchmark\n\n{result['machine']['cpu']}, {result['threads']} threads, median of "
@@ -162,6 +162,6 @@ def markdown(result: dict) -> str:
     if errors:
         text += "\n## Builds that failed\n\n" + markdown_table(["model", "dtype", "error"], errors)
     if hot:
-        text += ("\n## Where fp32 falls short: the costliest PrimFuncs (Relax VM profiler, one run)\n\n"
-                 + markdown_table(["model", "batch", "PrimFunc", "ms", "of kernel time"], hot))
+        text += ("\n## Where fp32 falls short: the costliest PrimFuncs (deploy.runtime.profile, per run)\n\n"
+                 + markdown_table(["model", "batch", "PrimFunc", "calls", "ms", "of kernel time"], hot))
     return text
