@@ -102,10 +102,9 @@ def test_cli_export_writes_the_onnx(zoo, tmp_path):
 COMPILE_XFAIL: dict[str, str] = {}
 
 
-def compile_cases():
-    for name in PUBLIC_NAMES:
-        marks = [pytest.mark.xfail(strict=True, reason=COMPILE_XFAIL[name])] if name in COMPILE_XFAIL else []
-        yield pytest.param(name, marks=marks)
+def compile_cases() -> list:
+    return [pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=COMPILE_XFAIL[name])]
+                         if name in COMPILE_XFAIL else []) for name in PUBLIC_NAMES]
 
 
 @pytest.mark.zoo
