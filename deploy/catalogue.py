@@ -8,6 +8,10 @@ the system Python before any environment exists:
 
 `unetpp_nods` (UNet++ without deep supervision) is a zoo model only: it trains and exports, but no
 build YAML or vdsp JSON ships for it, so `make` does not offer it.
+
+PUBLIC is a second table: public segmentation networks nobody on this project wrote (torchvision's
+and segmentation-models-pytorch's), built from their libraries with random weights by
+deploy.zoo.public; a separate table because they are not trained here and have no build files.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ VDSP_DIR = REPO / "vdsp_params"
 RECIPES = {
     "bgr_half": ("BGR", ("DIV255_MINUSMEAN_DIVSTD", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))),  # UNET-ZOO: (x/255-0.5)/0.5
     "rgb_div255": ("RGB", ("DIV255", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))),                 # UNet 3+: x/255
+    "rgb_imagenet": ("RGB", ("DIV255_MINUSMEAN_DIVSTD", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),  # public
 }
 
 
@@ -96,6 +101,58 @@ MODELS = {m.name: m for m in (
 )}
 NAMES = tuple(MODELS)
 DEPLOYABLE = tuple(n for n, m in MODELS.items() if m.deployable)
+
+
+@dataclass(frozen=True)
+class PublicModel:
+    """A public network as its library builds it: torchvision.models.segmentation.<arch>(num_classes)
+    or segmentation_models_pytorch.<arch>(encoder_name=encoder, classes)."""
+    name: str
+    library: str                # "torchvision" or "smp"
+    arch: str                   # the library's constructor name
+    encoder: str | None         # smp encoder_name; None for torchvision (its backbone is in `arch`)
+    classes: int                # torchvision's default (21, Pascal VOC); 1 for smp (its default)
+    size: int = 256             # benchmark input size
+    smallest: int = 64          # the smallest input the architecture takes (tests compile there)
+    step: int = 32              # input sizes must be multiples of this (the encoder's output stride)
+    preprocess: str = "rgb_imagenet"
+
+    def check_size(self, size: int) -> None:
+        if size < self.smallest or size % self.step:
+            raise DeployError(f"{self.name} takes input sizes >= {self.smallest} that are multiples of "
+                              f"{self.step}, not {size}")
+
+
+TORCHVISION_NETS = ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
+SMP_ARCHS = ("Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3Plus", "Linknet", "MAnet", "PAN")
+SMP_ENCODERS = ("resnet34", "mobilenet_v2", "efficientnet-b0")
+# PSPNet pools the 1/8 feature map to 1, 2, 3 and 6 cells: the legacy ONNX exporter takes only
+# pool sizes that divide the map, so inputs are multiples of 48 (bench at 288, not 256).
+# PAN's feature pyramid attention halves the 1/32 map three times: 256 is its smallest input.
+SMP_SIZES = {"PSPNet": {"size": 288, "smallest": 96, "step": 48}, "PAN": {"smallest": 256}}
+# Left out: PSPNet on efficientnet-b0. That encoder pads by amounts computed from the input's shape,
+# so the traced feature map has no static size and the legacy exporter refuses the adaptive pooling
+# ("adaptive_avg_pool2d, input size not accessible"), with a fixed batch as well; the dynamo
+# exporter needs onnxscript, which is not installed.
+SMP_UNEXPORTABLE = {("PSPNet", "efficientnet-b0")}
+
+
+def _public_models() -> list[PublicModel]:
+    nets = [PublicModel(n, "torchvision", n, None, 21) for n in TORCHVISION_NETS]
+    nets += [PublicModel(f"{a.lower()}_{e}", "smp", a, e, 1, **SMP_SIZES.get(a, {}))
+             for a in SMP_ARCHS for e in SMP_ENCODERS if (a, e) not in SMP_UNEXPORTABLE]
+    nets.append(PublicModel("segformer_mit_b0", "smp", "Segformer", "mit_b0", 1))
+    return nets
+
+
+PUBLIC = {m.name: m for m in _public_models()}
+PUBLIC_NAMES = tuple(PUBLIC)
+
+
+def public(name: str) -> PublicModel:
+    if name not in PUBLIC:
+        raise DeployError(f"unknown public model {name!r}; available: {', '.join(PUBLIC_NAMES)}")
+    return PUBLIC[name]
 
 
 def get(name: str, deployable: bool = False) -> SeedModel:

@@ -44,3 +44,22 @@ def test_more_runs_than_orders_keep_cycling():
     calls, engines = _recording("abc")
     times = interleaved(engines, runs=8, warmup=0, settle_s=0)
     assert all(len(v) == 8 for v in times.values()) and len(calls) == 24
+
+
+def test_label_agreement_argmax_for_classes_sign_for_one():
+    import numpy as np
+    from deploy.bench.engines import label_agreement
+    a = np.zeros((1, 3, 2, 2), np.float32)
+    a[0, 1] = 1.0                               # class 1 everywhere
+    b = a.copy()
+    b[0, 2, 0, 0] = 2.0                         # one pixel becomes class 2
+    assert label_agreement([a], [b]) == 0.75
+    one = np.array([[[[1.0, -1.0], [0.5, -0.5]]]], np.float32)
+    assert label_agreement([one], [one * 3]) == 1.0 and label_agreement([one], [-one]) == 0.0
+
+
+def test_rel_max_abs_is_relative_only_above_one():
+    import numpy as np
+    from deploy.bench.engines import rel_max_abs
+    assert rel_max_abs([np.array([0.5])], [np.array([0.25])]) == 0.25
+    assert rel_max_abs([np.array([200.0])], [np.array([199.0])]) == 1 / 200

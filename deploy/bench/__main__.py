@@ -9,21 +9,25 @@ import click
 from deploy.bench import report
 from deploy.catalogue import DEPLOYABLE
 
-PARTS = ("compile", "int8", "stream")
+PARTS = ("compile", "int8", "stream", "zoo")
 
 
 @click.command()
 @click.option("--only", "parts", multiple=True, type=click.Choice(PARTS), help="Run only these parts (repeatable).")
 @click.option("--models", "names", default=",".join(DEPLOYABLE), show_default=True,
               help="Comma-separated seed models for the compiler and int8 parts.")
+@click.option("--zoo", "zoo_names", default=None,
+              help="Comma-separated public networks for the zoo part (default: all of catalogue.PUBLIC).")
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(3), help="Timed runs per engine (median).")
 @click.option("--batches", default="1,8", show_default=True)
 @click.option("--out", default=Path("workspace/bench"), show_default=True, type=click.Path(path_type=Path))
-def main(parts, names, runs, batches, out) -> None:
+def main(parts, names, zoo_names, runs, batches, out) -> None:
     batches = tuple(int(b) for b in batches.split(","))
     for part in parts or PARTS:
         module = __import__(f"deploy.bench.{part}", fromlist=["run", "markdown"])
         kwargs = {"names": tuple(names.split(","))} if part in ("compile", "int8") else {}
+        if part == "zoo" and zoo_names:
+            kwargs = {"names": tuple(zoo_names.split(","))}
         result = module.run(out, batches=batches, runs=runs, **kwargs)
         js, md = report.write(out, part, result, module.markdown(result))
         click.echo(md.read_text())

@@ -38,3 +38,19 @@ def mask_agreement(a: list, b: list, threshold: float = 0.5) -> float:
 
 def max_abs(a: list, b: list) -> float:
     return max(float(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).max()) for x, y in zip(a, b))
+
+
+def rel_max_abs(ref: list, out: list) -> float:
+    """max_abs divided by the reference's largest magnitude when that exceeds 1 (random-weight nets
+    can have outputs in the hundreds, where 1e-4 absolute is below fp32 resolution)."""
+    scale = max(float(np.abs(np.asarray(r, np.float32)).max()) for r in ref)
+    return max_abs(ref, out) / max(1.0, scale)
+
+
+def label_agreement(a: list, b: list) -> float:
+    """Fraction of identical predicted labels over all outputs: the argmax class for multi-class
+    logits (N, C, H, W), the logit's sign for one class."""
+    def labels(x: np.ndarray) -> np.ndarray:
+        return x.argmax(axis=1) if x.ndim == 4 and x.shape[1] > 1 else x > 0
+    same = sum(int((labels(x) == labels(y)).sum()) for x, y in zip(a, b))
+    return same / sum(labels(x).size for x in a)

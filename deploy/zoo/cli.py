@@ -1,4 +1,5 @@
-"""`deploy zoo train | export | prepare` (needs the optional torch extra)."""
+"""`deploy zoo train | export | prepare` (needs the optional torch extra) and `deploy zoo public list | export`
+(the zoo-public extra)."""
 from __future__ import annotations
 
 import importlib
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from deploy.catalogue import NAMES
+from deploy.catalogue import NAMES, PUBLIC_NAMES
 from deploy.errors import DeployError
 
 
@@ -102,3 +103,30 @@ def prepare_cmd(model, out_dir, data_dir, steps, width, batch, lr, seed, force, 
     path = prepare.prepare(model, out_dir, data_dir, steps=steps, width=width, batch=batch, lr=lr, seed=seed,
                            force=force, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(str(path))
+
+
+@zoo_group.group("public")
+def public_group() -> None:
+    """Public networks (torchvision, segmentation-models-pytorch) with random weights: the `zoo-public` extra."""
+
+
+@public_group.command("list")
+def public_list_cmd() -> None:
+    """The public networks: name, library, constructor, encoder, benchmark size."""
+    from deploy.catalogue import PUBLIC
+    for m in PUBLIC.values():
+        click.echo(f"{m.name}\t{m.library}\t{m.arch}\t{m.encoder or '-'}\t{m.size}")
+
+
+@public_group.command("export")
+@click.argument("name", type=click.Choice(PUBLIC_NAMES))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--size", default=None, type=click.IntRange(16), help="Input height = width (default: the "
+              "network's benchmark size, 256; PSPNet 288).")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1), help="Example batch for tracing "
+              "(the exported batch dimension is symbolic either way).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def public_export_cmd(name, out, size, batch, seed) -> None:
+    """Export NAME to ONNX with random weights (opset 17, input `input`, BN folded, symbolic batch)."""
+    export = _zoo("public.export")
+    click.echo(str(export.export_onnx(name, out, size=size, batch=batch, seed=seed)))

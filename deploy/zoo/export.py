@@ -86,20 +86,31 @@ def export_onnx(name: str, out_path: str | Path, weights: str | Path | None = No
     model, width = load_model(name, weights, width, seed)
     size = catalogue.MODELS[name].size
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    outs = output_names(name)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notices
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET, input_names=["input"],
-                          output_names=outs, dynamic_axes={n: {0: "N"} for n in ["input", *outs]},
-                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
-    proto = onnx.load_from_string(buf.getvalue())
+    proto = trace(model, x, output_names(name))
     _tidy(proto, name, width)
     bad = sorted({n.op_type for n in proto.graph.node} - ALLOWED_OPS)
     if bad:
         raise DeployError(f"export of {name} produced unexpected ONNX ops {bad}")
     onnx.checker.check_model(proto)
     return atomic_write_bytes(out_path, proto.SerializeToString())
+
+
+def trace(model: torch.nn.Module, x: torch.Tensor, outputs: list[str]) -> onnx.ModelProto:
+    """`model` traced on `x` by the legacy exporter: opset 17, input `input`, symbolic batch `N`."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notices
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET, input_names=["input"],
+                          output_names=outputs, dynamic_axes={n: {0: "N"} for n in ["input", *outputs]},
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto.producer_name = "segdeploy.zoo"
 
 
 def _tidy(proto: onnx.ModelProto, name: str, width: float) -> None:
@@ -127,10 +138,7 @@ def _tidy(proto: onnx.ModelProto, name: str, width: float) -> None:
     g.node.extend(keep)
     meta = {"model": name, "width": f"{width:g}", "input_size": str(catalogue.MODELS[name].size),
             "preprocess": catalogue.MODELS[name].preprocess, "main_output": main_output_name(name)}
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        proto.metadata_props.add(key=k, value=v)
-    proto.producer_name = "segdeploy.zoo"
+    set_metadata(proto, meta)
 
 
 def resize_modes(proto: onnx.ModelProto) -> set[tuple[str, str]]:
