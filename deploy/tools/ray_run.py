@@ -130,15 +130,15 @@ class ClusterRun:
 
     def run(self, samples: Sequence[Any], save_dir: Path) -> Iterator[Rendered]:
         ray = self.ray
+        size = self.batch * CHUNK_BATCHES
+        chunks = [list(samples[i:i + size]) for i in range(0, len(samples), size)]
+        if not chunks:  # e.g. a resume with nothing left to do
+            return
         started = not ray.is_initialized()
         if started:  # a dashboard is the cluster's business; a throwaway local instance does without
             ray.init(address=self.address, **({"include_dashboard": False} if self.address == LOCAL else {}))
         pool: list[Any] = []
         try:
-            size = self.batch * CHUNK_BATCHES
-            chunks = [list(samples[i:i + size]) for i in range(0, len(samples), size)]
-            if not chunks:
-                return
             specs = slots(ray.nodes(), self.num_threads)
             self.info.update(workers=len(specs), nodes=len({node for node, _ in specs}))
             make = self._factory(ray.put(Suite.read(self.prefix)))
