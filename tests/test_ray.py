@@ -171,3 +171,19 @@ def test_suite_bytes_are_checked_on_arrival(tmp_path):
     with pytest.raises(DeployError, match="SHA-256 mismatch"):
         bad.unpack(tmp_path / "b")
     assert not list((tmp_path / "b").iterdir())  # nothing written from corrupted bytes
+
+
+@pytest.mark.slow
+def test_bench_ray_rows(env, cluster, tmp_path, monkeypatch):
+    from deploy.bench import stream
+    from deploy.tools import bench_stream
+    monkeypatch.setattr(ray_run, "CHUNK_BATCHES", 1)
+    monkeypatch.setattr("deploy.host.usable_cores", lambda: 2)  # the cluster fixture's 2 CPUs
+    rows = bench_stream.run_ray(tmp_path, env["prefix"], env["vdsp"], env["images"], env["masks"], local_ips=50.0,
+                                batch=2, images=12)
+    assert [r["workers"] for r in rows] == [1, 2] and [r["model_threads"] for r in rows] == [2, 1]
+    for r in rows:
+        assert r["images"] == 12 and r["startup_s"] > 0 and r["steady_ips"] > 0
+        assert r["ratio"] == pytest.approx(r["steady_ips"] / 50.0) and r["mean_iou"] == env["local_summary"]["mean_iou"]
+    md = stream._ray_markdown(rows)
+    assert md.count("\n| ") >= 3 and "Ray img/s" in md

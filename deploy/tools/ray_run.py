@@ -15,7 +15,8 @@
 - Faults: a chunk whose worker dies (node lost, process killed) is resubmitted to the other workers and
   the dead worker is replaced; a chunk that fails MAX_ATTEMPTS times stops the run. Unreadable images
   are results rows, exactly as locally. `--resume` needs nothing cluster-specific: the driver's save
-  folder is the record. summary.json's `ray` entry gives the workers, nodes and retries.
+  folder is the record. summary.json's `ray` entry gives the workers, nodes, retries and replacements, the
+  startup time (until the first chunk came back) and the images/s after it.
 
 Why not ray.util.ActorPool: its get_next hands a dead actor back to the idle list and cannot replace
 it, and task retries inside Ray (max_task_retries) are invisible to the driver, which must count them.
@@ -24,8 +25,10 @@ The loop below only chooses which live worker gets the next chunk; Ray places, s
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -126,7 +129,8 @@ class ClusterRun:
         self.ray = import_ray()
         self.address, self.prefix, self.job = address, Path(prefix), job
         self.batch, self.workers, self.num_threads = batch, workers, num_threads
-        self.info: dict = {"address": address, "workers": 0, "nodes": 0, "retries": 0, "replaced": 0}
+        self.info: dict = {"address": address, "workers": 0, "nodes": 0, "retries": 0, "replaced": 0,
+                           "startup_s": None, "steady_ips": None}
 
     def run(self, samples: Sequence[Any], save_dir: Path) -> Iterator[Rendered]:
         ray = self.ray
@@ -134,6 +138,7 @@ class ClusterRun:
         chunks = [list(samples[i:i + size]) for i in range(0, len(samples), size)]
         if not chunks:  # e.g. a resume with nothing left to do
             return
+        t0 = time.perf_counter()
         started = not ray.is_initialized()
         if started:  # a dashboard is the cluster's business; a throwaway local instance does without
             ray.init(address=self.address, **({"include_dashboard": False} if self.address == LOCAL else {}))
@@ -143,9 +148,15 @@ class ClusterRun:
             self.info.update(workers=len(specs), nodes=len({node for node, _ in specs}))
             make = self._factory(ray.put(Suite.read(self.prefix)))
             pool += [make(spec) for spec in specs]
+            first = None
             for chunk, rendered in zip(chunks, self._results(chunks, pool, specs, make)):
+                if first is None:  # Ray up, the workers started (TVM imported, model loaded), a chunk done
+                    first = time.perf_counter()
+                    self.info["startup_s"] = first - t0
                 for sample, r in zip(chunk, rendered):
                     yield write(save_dir, sample, r)
+            if len(chunks) > 1:  # the rate after the first chunk: the workers' start-up left out
+                self.info["steady_ips"] = (len(samples) - len(chunks[0])) / (time.perf_counter() - first)
         finally:
             for actor in pool:
                 ray.kill(actor)
@@ -157,7 +168,7 @@ class ClusterRun:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         actor_class = self.ray.remote(SuiteWorker)
         run_id = uuid.uuid4().hex[:8]
-        count = iter(range(1 << 62))
+        count = itertools.count()
 
         def make(spec: tuple[str, int]) -> Any:
             node, threads = spec
