@@ -56,3 +56,29 @@ def run(report_dir, prefix, vdsp_params, image_dir=None, mask_dir=None, *, batch
               "model": str(prefix)}
     atomic_write_json(report_dir / "stream_bench.json", result)
     return result
+
+
+def run_ray(report_dir, prefix, vdsp_params, image_dir, mask_dir=None, *, local_ips: float, batch: int = 8,
+            images: int = 256, workers: tuple[int, ...] = (1, 2)) -> list[dict]:
+    """The Ray route (`deploy run --ray`) on a local Ray instance with each of `workers` workers (the cores
+    split between them), beside the local runstream's `local_ips`: its images/s once the workers are up
+    (`steady_ips`; starting Ray and them — importing TVM, loading the model — is `startup_s`) and their ratio, the
+    per-image overhead of going through Ray (the bar: >= 0.9 with 1 worker)."""
+    from deploy.host import usable_cores
+    from deploy.tools.ray_run import LOCAL, import_ray
+    from deploy.tools.run import run as run_stream
+
+    import_ray()
+    cores = usable_cores()
+    rows = []
+    for n in (n for n in workers if n <= cores):  # each run starts (and stops) its local Ray instance
+        out = Path(report_dir) / f"ray_{n}_out"
+        shutil.rmtree(out, ignore_errors=True)
+        s = run_stream(image_dir, prefix, vdsp_params, out, mask_dir, batch=batch, limit=images,
+                       num_threads=cores // n, progress=False, ray=LOCAL)
+        info = s["ray"]
+        rows.append({"workers": info["workers"], "model_threads": cores // n, "batch": batch,
+                     "images": s["processed"], "startup_s": info["startup_s"], "steady_ips": info["steady_ips"],
+                     "local_ips": local_ips, "ratio": (info["steady_ips"] or 0) / local_ips, "bar": BAR,
+                     "mean_iou": s["mean_iou"]})
+    return rows

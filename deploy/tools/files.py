@@ -14,22 +14,36 @@ from deploy.errors import DeployError
 from deploy.io import atomic_write_bytes
 
 
-def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Uncompressed npz (as `np.savez`, what the vendor tools write and read)."""
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Uncompressed npz (as `np.savez`, what the vendor tools write and read), as the file's bytes."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    return atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def image_bytes(img: np.ndarray, ext: str = ".png", rgb: bool = False) -> bytes:
+    """The encoded file (PNG/JPG by `ext`); `rgb=True` for an (H, W, 3) RGB array (OpenCV writes BGR).
+    Encoding apart from writing lets a cluster worker encode and the driver write the same bytes."""
+    if rgb and img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, img)
+    if not ok:
+        raise DeployError(f"image encoding ({ext}) failed")
+    return buf.tobytes()
 
 
 def save_image(path: str | os.PathLike, img: np.ndarray, rgb: bool = False) -> Path:
-    """PNG/JPG by the path's extension; `rgb=True` for an (H, W, 3) RGB array (OpenCV writes BGR)."""
+    """PNG/JPG by the path's extension (see image_bytes)."""
     path = Path(path)
-    if rgb and img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(path.suffix or ".png", img)
-    if not ok:
-        raise DeployError(f"image encoding failed for {path}")
-    return atomic_write_bytes(path, buf.tobytes())
+    try:
+        data = image_bytes(img, path.suffix or ".png", rgb)
+    except DeployError as e:
+        raise DeployError(f"{e} for {path}") from None
+    return atomic_write_bytes(path, data)
 
 
 def refuse_collisions(folder: str | os.PathLike, outputs: Mapping[str, Iterable[str]], own: Iterable[str]) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -38,51 +37,24 @@ from deploy.runtime.suite import artifact_paths
 from deploy.tools import files, report
 from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
-from deploy.tools.draw import mask_image
-from deploy.data.metrics import PRED_THRESHOLD, predict, score_image
-from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
+from deploy.data.metrics import PRED_THRESHOLD
+from deploy.tools.ray_run import LOCAL, import_ray
+from deploy.tools.report import NO_MASK, OK, Row
+from deploy.tools.segment import ImageJob, Outputs
 
 RESULTS = report.RESULTS
 SETTINGS = "run.json"
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """The files one image produces in the save folder."""
-    npz: Path
-    mask: Path        # source size
-    model_mask: Path  # model size
-
-    @classmethod
-    def of(cls, save_dir: Path, stem: str) -> "Outputs":
-        return cls(save_dir / f"{stem}.npz", save_dir / f"{stem}.png", save_dir / f"{stem}_model.png")
-
-    def names(self) -> tuple[str, ...]:
-        return self.npz.name, self.mask.name, self.model_mask.name
-
-    def valid(self, keys: tuple[str, ...]) -> bool:
-        """Complete: both PNGs, and the npz holding `keys` (no keys: the run writes no npz)."""
-        return (not keys or files.npz_ok(self.npz, keys)) and _png_ok(self.mask) and _png_ok(self.model_mask)
-
-
-def _png_ok(path: Path) -> bool:
-    """A complete PNG ends with its IEND chunk (a cheap check; the files are written atomically anyway)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(-12, 2)
-            return b"IEND" in f.read()
-    except OSError:
-        return False
-
-
 def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch: int = 1, workers: int = 2,
         limit: int | None = None, mask_suffix: str | None = None, threshold: float = PRED_THRESHOLD,
         out_index: int | None = None, sigmoid: bool = False, resume: bool = False, npz: bool = True,
-        num_threads: int | None = None, progress: bool | None = None, verbose: bool = False) -> dict:
-    """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json)."""
-    from deploy.data.image import ImageReadError, read_gt, read_image_rgb
+        num_threads: int | None = None, progress: bool | None = None, verbose: bool = False,
+        ray: str | None = None) -> dict:
+    """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json).
+    `ray`: run on a Ray cluster instead (deploy.tools.ray_run: "local" starts one, else its address)."""
     from deploy.data.readers import DataWarning, pair_masks
-    from deploy.runtime.stream import Stream, batch_runner
+    from deploy.runtime.stream import batch_runner
 
     check_finite("threshold", threshold)
     check_outside(save_dir, "--save_dir", image=image_dir, mask=mask_dir)
@@ -127,36 +99,21 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     if resume:
         click.echo(f"resume: {len(rows)} image(s) already done, {len(todo)} to do", err=True)
 
-    def load(sample):
-        img = read_image_rgb(sample.image)
-        return pre.from_rgb(img), img.shape[:2]
-
-    def finish(sample, src_size, outs: list[np.ndarray]) -> Row:
-        out = Outputs.of(save_dir, sample.image.stem)
-        if npz:
-            files.save_npz(out.npz, {f"output_{i}": o for i, o in enumerate(outs)})
-        pred = predict(outs[idx][0], threshold, sigmoid)
-        binary = pred.prob is not None
-        files.save_image(out.model_mask, mask_image(pred.labels, binary))
-        files.save_image(out.mask, mask_image(pred.labels_at(src_size), binary))
-        if sample.mask is None:
-            return Row(sample.image.name, NO_MASK)
-        try:
-            gt = read_gt(sample.mask, binary)
-        except ImageReadError as e:
-            return Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e))
-        iou, dice, _ = score_image(pred, gt)
-        return Row(sample.image.name, OK, iou, dice, mask=sample.mask.name)
-
-    stream = Stream(batch_runner(model), load, finish, batch=batch, workers=workers, skip=(ImageReadError,))
+    job = ImageJob(pre, idx, threshold, sigmoid, npz)
+    if ray is None:
+        cluster = None
+        results = job.run_images(batch_runner(model), todo, batch=batch, workers=workers, save_dir=save_dir)
+    else:
+        from deploy.tools.ray_run import ClusterRun
+        cluster = ClusterRun(ray, model_prefix, job, batch=batch, workers=workers, num_threads=num_threads)
+        results = cluster.run(todo, save_dir)
     appender = report.RowAppender(save_dir / RESULTS, rows)
     from tqdm import tqdm
     bar = tqdm(total=len(todo), unit="img", disable=(None if progress is None else not progress), leave=False)
     new = 0
     t0 = time.perf_counter()
     try:
-        for done in stream.run(todo):
-            row = done.value if done.error is None else Row(done.item.image.name, BAD_IMAGE, detail=str(done.error))
+        for row in (r.row for r in results):
             appender.add(row)
             rows.append(row)
             new += 1
@@ -169,6 +126,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         raise
     finally:
         bar.close()
+        results.close()  # stops the stream's threads (or the cluster's workers) now, also on an error
         appender.close()
     elapsed = time.perf_counter() - t0
 
@@ -177,7 +135,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         rows, model=str(model_prefix), vdsp_params=str(vdsp_params), batch=batch, workers=workers,
         threshold=threshold, output_index=idx, npz=npz, resumed=len(kept), processed=new, elapsed_s=elapsed,
         throughput_ips=(new / elapsed if new and elapsed > 0 else None), image_dir=str(Path(image_dir).resolve()),
-        mask_dir=str(Path(mask_dir).resolve()) if mask_dir else None)
+        mask_dir=str(Path(mask_dir).resolve()) if mask_dir else None, **({"ray": cluster.info} if cluster else {}))
     report.write_summary(save_dir, summary, rows, f"deploy run: {Path(model_prefix)}")
     click.echo(report.means_line(summary))
     if new:
@@ -260,10 +218,24 @@ def _check_settings(path: Path, now: dict) -> None:
               help="Threads the model may use [default: all cores].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @click.option("-v", "--verbose", is_flag=True, help="Print each image's Dice and IoU, as the vendor script does.")
+@click.option("--ray", "ray", is_flag=False, flag_value=LOCAL, default=None, metavar="[ADDRESS]",
+              callback=lambda ctx, param, value: _ray_option(value),
+              help="Run on a Ray cluster: alone, a local Ray instance; `auto` or ray://HOST:PORT joins a running "
+                   "cluster (--num-threads: CPUs per worker, default a whole node). Needs the `cluster` extra.")
 def cli(image_dir, mask_dir, model_prefix, vdsp_params, device, batch, save_dir, workers, limit, mask_suffix,
-        threshold, out_index, sigmoid, resume, npz, num_threads, progress, verbose):
+        threshold, out_index, sigmoid, resume, npz, num_threads, progress, verbose, ray):
     """Segment images with a compiled model and score them (vendor: vsx_inference.py)."""
     warn_device(device)
     run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir, batch=batch, workers=workers, limit=limit,
         mask_suffix=mask_suffix, threshold=threshold, out_index=out_index, sigmoid=sigmoid, resume=resume,
-        npz=npz, num_threads=num_threads, progress=progress, verbose=verbose)
+        npz=npz, num_threads=num_threads, progress=progress, verbose=verbose, ray=ray)
+
+
+def _ray_option(value: str | None) -> str | None:
+    """--ray fails at once, before any work, with the install hint when Ray is missing."""
+    if value is not None:
+        try:
+            import_ray()
+        except DeployError as e:
+            raise click.BadParameter(str(e)) from None
+    return value

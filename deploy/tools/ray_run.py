@@ -1,0 +1,216 @@
+"""`deploy run --ray [ADDRESS]`: the runstream scaled out on a Ray cluster, with a local run's outputs.
+
+    driver: samples ─► chunks ─► [SuiteWorker × node-slots] ─► in order ─► write + results.csv
+    worker: suite bytes (object store, SHA-256 checked) ─► Model ─► ImageJob.run_images (the runstream)
+
+- The model suite (`<prefix>.so` + `<prefix>.json`) is put once in Ray's object store; each worker
+  checks the bytes against the SHA-256 the driver read, unpacks them into a private temp folder, loads
+  deploy.runtime.Model from there and removes the folder: workers need no shared filesystem for the model.
+- Images and masks are read by the workers where they are: their paths must be reachable from every
+  node (a shared filesystem or the same mount everywhere).
+- A worker is one node-slot: `--num-threads` CPUs (default: all of its node's CPUs, one worker per
+  node) reserved in Ray and used by the model. Inside it, the same runstream as a local run decodes,
+  preprocesses (vdsp), batches, infers, scores and encodes (deploy.tools.segment); the driver only
+  writes the returned bytes, in input order, so outputs are byte-identical to a local `deploy run`.
+- Faults: a chunk whose worker dies (node lost, process killed) is resubmitted to the other workers and
+  the dead worker is replaced; a chunk that fails MAX_ATTEMPTS times stops the run. Unreadable images
+  are results rows, exactly as locally. `--resume` needs nothing cluster-specific: the driver's save
+  folder is the record. summary.json's `ray` entry gives the workers, nodes, retries and replacements, the
+  startup time (until the first chunk came back) and the images/s after it.
+
+Why not ray.util.ActorPool: its get_next hands a dead actor back to the idle list and cannot replace
+it, and task retries inside Ray (max_task_retries) are invisible to the driver, which must count them.
+The loop below only chooses which live worker gets the next chunk; Ray places, ships and detects faults.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import DeployError
+from deploy.runtime.suite import existing_paths
+from deploy.tools.segment import ImageJob, Rendered, write
+
+LOCAL = "local"             # --ray without an address: start a Ray instance on this machine
+INSTALL_HINT = ("--ray needs Ray, an optional extra: pip install 'segdeploy[cluster]' (or pip install ray), "
+                "on the driver and on every machine of the cluster")
+CHUNK_BATCHES = 4           # batches per task: few enough to spread and to retry cheaply, enough to keep a worker busy
+IN_FLIGHT = 2               # tasks queued per worker, so a worker never waits for the driver between chunks
+MAX_ATTEMPTS = 3            # a chunk that kills this many workers is not a worker fault: stop the run
+
+
+def import_ray() -> Any:
+    """Ray, imported only when --ray is given; a clear install hint when it is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise DeployError(INSTALL_HINT) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A compiled model suite as it travels through the object store: the files' bytes and SHA-256."""
+    name: str
+    so: bytes
+    meta: bytes
+    so_sha256: str
+    meta_sha256: str
+
+    @classmethod
+    def read(cls, prefix: str | Path) -> "Suite":
+        so_path, meta_path = existing_paths(prefix)
+        so, meta = so_path.read_bytes(), meta_path.read_bytes()
+        return cls(Path(prefix).name, so, meta, _sha256(so), _sha256(meta))
+
+    def unpack(self, folder: Path) -> Path:
+        """Writes the files into `folder` after checking their digests; returns the prefix to load."""
+        for what, data, digest in (("library", self.so, self.so_sha256), ("description", self.meta, self.meta_sha256)):
+            if _sha256(data) != digest:
+                raise DeployError(f"model {what} {self.name}: SHA-256 mismatch on arrival (corrupted in transfer)")
+        prefix = folder / self.name
+        prefix.with_name(self.name + ".so").write_bytes(self.so)
+        prefix.with_name(self.name + ".json").write_bytes(self.meta)
+        return prefix
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class SuiteWorker:
+    """One node-slot (a Ray actor): the suite loaded once, then chunks of images through the runstream."""
+
+    def __init__(self, suite: Suite, job: ImageJob, threads: int, batch: int, workers: int):
+        from deploy.runtime import Model
+        from deploy.runtime.stream import batch_runner
+        folder = Path(tempfile.mkdtemp(prefix="segdeploy-suite-"))
+        try:  # once loaded, the library lives on in memory: the private copy can go
+            self.model = Model(suite.unpack(folder), num_threads=threads)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.infer = batch_runner(self.model)
+        self.job, self.batch, self.workers = job, batch, workers
+
+    def run(self, samples: Sequence[Any]) -> list[Rendered]:
+        return list(self.job.run_images(self.infer, samples, batch=self.batch, workers=self.workers))
+
+
+def slots(nodes: list[dict], num_threads: int | None) -> list[tuple[str, int]]:
+    """(node id, threads) per worker: each alive node's CPUs cut into `num_threads`-CPU slots (default:
+    one slot of all its CPUs); no node counts are assumed."""
+    out = []
+    for node in nodes:
+        cpus = int(node.get("Resources", {}).get("CPU", 0))
+        if node.get("Alive") and cpus:
+            threads = num_threads or cpus
+            out += [(node["NodeID"], threads)] * (cpus // threads)
+    if not out:
+        raise DeployError(f"the Ray cluster has no node with {num_threads or 1} CPU(s) for a worker "
+                          "(see `ray status`; lower --num-threads)")
+    return out
+
+
+class ClusterRun:
+    """`ClusterRun(address, prefix, job, ...).run(samples, save_dir)` yields each sample's Rendered row, in
+    order, after writing its files; `info` then says how many workers and retries there were."""
+
+    def __init__(self, address: str, prefix: str | Path, job: ImageJob, *, batch: int, workers: int,
+                 num_threads: int | None = None):
+        self.ray = import_ray()
+        self.address, self.prefix, self.job = address, Path(prefix), job
+        self.batch, self.workers, self.num_threads = batch, workers, num_threads
+        self.info: dict = {"address": address, "workers": 0, "nodes": 0, "retries": 0, "replaced": 0,
+                           "startup_s": None, "steady_ips": None}
+
+    def run(self, samples: Sequence[Any], save_dir: Path) -> Iterator[Rendered]:
+        ray = self.ray
+        size = self.batch * CHUNK_BATCHES
+        chunks = [list(samples[i:i + size]) for i in range(0, len(samples), size)]
+        if not chunks:  # e.g. a resume with nothing left to do
+            return
+        t0 = time.perf_counter()
+        started = not ray.is_initialized()
+        if started:  # a dashboard is the cluster's business; a throwaway local instance does without
+            ray.init(address=self.address, **({"include_dashboard": False} if self.address == LOCAL else {}))
+        pool: list[Any] = []
+        try:
+            specs = slots(ray.nodes(), self.num_threads)
+            self.info.update(workers=len(specs), nodes=len({node for node, _ in specs}))
+            make = self._factory(ray.put(Suite.read(self.prefix)))
+            pool += [make(spec) for spec in specs]
+            first = None
+            for chunk, rendered in zip(chunks, self._results(chunks, pool, specs, make)):
+                if first is None:  # Ray up, the workers started (TVM imported, model loaded), a chunk done
+                    first = time.perf_counter()
+                    self.info["startup_s"] = first - t0
+                for sample, r in zip(chunk, rendered):
+                    yield write(save_dir, sample, r)
+            if len(chunks) > 1:  # the rate after the first chunk: the workers' start-up left out
+                self.info["steady_ips"] = (len(samples) - len(chunks[0])) / (time.perf_counter() - first)
+        finally:
+            for actor in pool:
+                ray.kill(actor)
+            if started:
+                ray.shutdown()
+
+    def _factory(self, suite_ref: Any):
+        """A function starting one SuiteWorker on a slot (soft node affinity: elsewhere when the node is gone)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        actor_class = self.ray.remote(SuiteWorker)
+        run_id = uuid.uuid4().hex[:8]
+        count = itertools.count()
+
+        def make(spec: tuple[str, int]) -> Any:
+            node, threads = spec
+            return actor_class.options(
+                num_cpus=threads, name=f"segdeploy-run-{run_id}-{next(count)}", max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+            ).remote(suite_ref, self.job, threads, self.batch, self.workers)
+        return make
+
+    def _results(self, chunks: list[list[Any]], pool: list[Any], specs: list[tuple[str, int]],
+                 make) -> Iterator[list[Rendered]]:
+        """Each chunk's results in chunk order; a chunk whose worker died goes to the front of the queue
+        and that worker (slot) gets a fresh actor."""
+        ray = self.ray
+        queued = deque(range(len(chunks)))
+        running: dict[Any, tuple[int, int, Any]] = {}  # task ref -> (chunk, slot, actor)
+        load = Counter({slot: 0 for slot in range(len(pool))})
+        done: dict[int, list[Rendered]] = {}
+        attempts: Counter = Counter()
+        emitted = 0
+        while emitted < len(chunks):
+            while queued and min(load.values()) < IN_FLIGHT:
+                slot = min(load, key=load.__getitem__)
+                i = queued.popleft()
+                running[pool[slot].run.remote(chunks[i])] = (i, slot, pool[slot])
+                load[slot] += 1
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            i, slot, actor = running.pop(ref)
+            load[slot] -= 1
+            try:
+                done[i] = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                attempts[i] += 1
+                self.info["retries"] += 1
+                if attempts[i] >= MAX_ATTEMPTS:
+                    names = ", ".join(s.image.name for s in chunks[i][:3])
+                    raise DeployError(f"the images {names}... lost {MAX_ATTEMPTS} Ray workers: {e}") from e
+                queued.appendleft(i)
+                if pool[slot] is actor:  # the first of its lost tasks to come back replaces it
+                    ray.kill(actor)
+                    pool[slot] = make(specs[slot])
+                    self.info["replaced"] += 1
+            while emitted in done:
+                yield done.pop(emitted)
+                emitted += 1

@@ -1,0 +1,117 @@
+"""One image's work in `deploy run`, shared by the local runstream and the Ray route (deploy.tools.ray_run)
+so that both produce byte-identical outputs: `ImageJob.load` decodes and preprocesses (vdsp),
+`ImageJob.render` predicts, scores and encodes the image's files, and `write` puts those bytes under
+their names in the save folder. Rendering returns bytes instead of writing them so that a cluster
+worker can render and the driver write, in the same layout as a local run.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.data.metrics import predict, score_image
+from deploy.io import atomic_write_bytes
+from deploy.tools import files
+from deploy.tools.draw import mask_image
+from deploy.tools.report import BAD_IMAGE, BAD_MASK, NO_MASK, OK, Row
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files one image produces in the save folder."""
+    npz: Path
+    mask: Path        # source size
+    model_mask: Path  # model size
+
+    @classmethod
+    def of(cls, save_dir: Path, stem: str) -> "Outputs":
+        return cls(save_dir / f"{stem}.npz", save_dir / f"{stem}.png", save_dir / f"{stem}_model.png")
+
+    def names(self) -> tuple[str, ...]:
+        return self.npz.name, self.mask.name, self.model_mask.name
+
+    def valid(self, keys: tuple[str, ...]) -> bool:
+        """Complete: both PNGs, and the npz holding `keys` (no keys: the run writes no npz)."""
+        return (not keys or files.npz_ok(self.npz, keys)) and _png_ok(self.mask) and _png_ok(self.model_mask)
+
+
+def _png_ok(path: Path) -> bool:
+    """A complete PNG ends with its IEND chunk (a cheap check; the files are written atomically anyway)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-12, 2)
+            return b"IEND" in f.read()
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An image's results row and its encoded files (None: not written — no npz wanted, or the image
+    was unreadable)."""
+    row: Row
+    npz: bytes | None = None
+    mask: bytes | None = None
+    model_mask: bytes | None = None
+
+
+def write(save_dir: Path, sample: Any, rendered: Rendered) -> Rendered:
+    """The rendered files under the image's output names (each atomically); returns the row alone."""
+    out = Outputs.of(save_dir, sample.image.stem)
+    for path, data in ((out.npz, rendered.npz), (out.model_mask, rendered.model_mask), (out.mask, rendered.mask)):
+        if data is not None:
+            atomic_write_bytes(path, data)
+    return Rendered(rendered.row)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """What is done to every image of a run (plain data, so it can be shipped to cluster workers)."""
+    pre: Any            # deploy.preprocess.Preprocessor
+    out_index: int      # the model output that is the prediction
+    threshold: float
+    sigmoid: bool
+    npz: bool           # keep the raw outputs as <stem>.npz
+
+    def load(self, sample: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        from deploy.data.image import read_image_rgb
+        img = read_image_rgb(sample.image)
+        return self.pre.from_rgb(img), img.shape[:2]
+
+    def render(self, sample: Any, src_size: tuple[int, int], outs: list[np.ndarray]) -> Rendered:
+        from deploy.data.image import ImageReadError, read_gt
+        npz = files.npz_bytes({f"output_{i}": o for i, o in enumerate(outs)}) if self.npz else None
+        pred = predict(outs[self.out_index][0], self.threshold, self.sigmoid)
+        binary = pred.prob is not None
+        encoded = Rendered(Row(sample.image.name, NO_MASK), npz=npz,
+                           mask=files.image_bytes(mask_image(pred.labels_at(src_size), binary)),
+                           model_mask=files.image_bytes(mask_image(pred.labels, binary)))
+        if sample.mask is None:
+            return encoded
+        try:
+            gt = read_gt(sample.mask, binary)
+        except ImageReadError as e:
+            return replace(encoded, row=Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e)))
+        iou, dice, _ = score_image(pred, gt)
+        return replace(encoded, row=Row(sample.image.name, OK, iou, dice, mask=sample.mask.name))
+
+    def run_images(self, infer: Callable[[Sequence[np.ndarray]], list[np.ndarray]], samples: Iterable[Any], *,
+                   batch: int, workers: int, save_dir: Path | None = None) -> Iterator[Rendered]:
+        """Each sample's Rendered, in order, through the runstream (batched inference, `workers` reader and
+        finisher threads). With `save_dir` the finisher threads write the files there and only the rows
+        come back; an unreadable image comes back as its row, never inferred."""
+        from deploy.data.image import ImageReadError
+        from deploy.runtime.stream import Stream
+
+        def finish(sample: Any, src_size: tuple[int, int], outs: list[np.ndarray]) -> Rendered:
+            rendered = self.render(sample, src_size, outs)
+            return rendered if save_dir is None else write(save_dir, sample, rendered)
+
+        stream = Stream(infer, self.load, finish, batch=batch, workers=workers, skip=(ImageReadError,))
+        for done in stream.run(samples):
+            yield done.value if done.error is None else Rendered(Row(done.item.image.name, BAD_IMAGE,
+                                                                     detail=str(done.error)))
