@@ -141,3 +141,21 @@ def test_compiling_keeps_torch_out(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')")
     r = subprocess.run([sys.executable, "-c", code, str(y)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_fp16_range_check_skips_shape_arithmetic(tmp_path):
+    """A Resize whose sizes come from Shape/Slice/Concat (int64 tensors): the range check only
+    exposes float tensors, so the fp16 build goes through."""
+    import cv2
+    g = G.Graph(3, 16, 16)
+    x = g.conv("input", 3, 4)
+    nc = g.op("Slice", [g.op("Shape", [x]), g.const(np.array([0], "int64")), g.const(np.array([2], "int64"))])
+    sizes = g.op("Concat", [nc, g.const(np.array([32, 32], "int64"))], axis=0)
+    model = g.model(g.op("Resize", [x, "", "", sizes], mode="nearest"))
+    (tmp_path / "images").mkdir(parents=True)
+    for k in range(2):
+        cv2.imwrite(str(tmp_path / "images" / f"{k}.png"), np.full((16, 16, 3), 50 * k + 10, np.uint8))
+    m, log = _compile(tmp_path, model, "shp", dtype="fp16")
+    assert "fp16 range: 2 dataset images" in log
+    _close(model, m, (3, 16, 16), batch=1, tol=2e-2)

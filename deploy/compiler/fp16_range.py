@@ -22,7 +22,12 @@ IMAGES = 4
 
 
 def _float_outputs(model: onnx.ModelProto) -> list[str]:
-    return [o for n in model.graph.node if n.op_type not in ("Constant", "Shape") for o in n.output if o]
+    """Node outputs that shape inference types as float32 (shape arithmetic and int tensors are
+    left out: onnxruntime refuses a graph output declared with the wrong type)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    floats = {vi.name for vi in [*inferred.graph.value_info, *inferred.graph.output]
+              if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    return [o for n in model.graph.node for o in n.output if o in floats]
 
 
 def overflow_layers(cfg: BuildConfig, model: onnx.ModelProto, log) -> list[dict] | None:
