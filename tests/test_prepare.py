@@ -159,3 +159,15 @@ def test_fp16_range_check_skips_shape_arithmetic(tmp_path):
     m, log = _compile(tmp_path, model, "shp", dtype="fp16")
     assert "fp16 range: 2 dataset images" in log
     _close(model, m, (3, 16, 16), batch=1, tol=2e-2)
+
+
+def test_resize_to_sizes_from_shape_keeps_the_symbolic_batch(tmp_path):
+    """torch.onnx's F.interpolate(x, size=skip.shape[-2:]): sizes = Slice(Shape(x), 0, 2) ++ [H, W]."""
+    g = G.Graph(4, 6, 5)
+    x = g.conv("input", 4, 4)
+    nc = g.op("Slice", [g.op("Shape", [x]), g.const(np.array([0], "int64")), g.const(np.array([2], "int64"))])
+    sizes = g.op("Concat", [nc, g.const(np.array([12, 9], "int64"))], axis=0)
+    model = g.model(g.conv(g.op("Resize", [x, "", "", sizes], mode="linear"), 4, 2, k=1))
+    m, log = _compile(tmp_path, model, "rsz")
+    assert m.batch_sizes is None and "symbolic-batch import failed" not in log
+    _close(model, m, (4, 6, 5), batch=3)

@@ -80,13 +80,33 @@ class Tile(F.Tile):
         return super()._impl_v13(bb, inputs, attr, params)
 
 
+def _spatial_sizes(inputs):
+    """Resize `sizes` written as Shape(x)[0:2] ++ [H, W] (torch.onnx's `F.interpolate(size=...)`)
+    arrive as R.shape([N, C, H, W]) with a symbolic N, which the frontend cannot turn into ints; it
+    only reads the spatial entries, so those are what is kept."""
+    sizes = inputs[3] if len(inputs) > 3 else None
+    if not isinstance(sizes, relax.ShapeExpr) or not all(isinstance(v, tvm.tirx.IntImm) for v in sizes.values[2:]):
+        return inputs
+    return [*inputs[:3], relax.ShapeExpr([1, 1, *sizes.values[2:]]), *inputs[4:]]
+
+
+class Resize(F.Resize):
+    @classmethod
+    def _impl_v18(cls, bb, inputs, attr, params):
+        return super()._impl_v18(bb, _spatial_sizes(inputs), attr, params)
+
+    @classmethod
+    def _impl_v20(cls, bb, inputs, attr, params):
+        return super()._impl_v20(bb, _spatial_sizes(inputs), attr, params)
+
+
 def _pairwise(base):
     """The frontend's converter with its stack-and-reduce path replaced by the pairwise one."""
     return type(base.__name__, (base,), {"_impl_v1": classmethod(lambda cls, bb, inputs, attr, params:
                                                                    cls._impl_dynamic(bb, inputs))})
 
 
-CONVERTERS = {"Pad": Pad, "Clip": Clip, "Tile": Tile,
+CONVERTERS = {"Pad": Pad, "Clip": Clip, "Tile": Tile, "Resize": Resize,
               **{op: _pairwise(getattr(F, op)) for op in ("Sum", "Max", "Min", "Mean")}}
 
 
