@@ -387,7 +387,8 @@ def test_histogram_bins_that_cannot_fit_are_refused_before_calibrating(tmp_path,
 def test_option_values_are_checked_before_the_long_work(suites, tmp_path, capsys, monkeypatch):
     """A bad --percentiles or --json, an unwritable workspace or a held compile lock is refused before
     the benchmark or the build runs (not after it, with the work lost)."""
-    from deploy.compiler import artifact, onnx_import
+    from deploy.compiler import artifact
+    from deploy.compiler import compile as compile_module
     model = ["-m", suites["host"], "--iterations", "1", "--warmup", "0"]
     assert "--percentiles" in _cli_error(capsys, "perf", *model, "--percentiles", "[50,150]")
     (tmp_path / "afile").write_text("")
@@ -397,7 +398,7 @@ def test_option_values_are_checked_before_the_long_work(suites, tmp_path, capsys
 
     def no_build(*a, **k):
         raise AssertionError("the build started")
-    monkeypatch.setattr(onnx_import, "load_onnx", no_build)
+    monkeypatch.setattr(compile_module, "load_source", no_build)
     yaml = _build_yaml(tmp_path, "net")
     with open(yaml, "a") as f:
         f.write(f"workspace: {{path: {tmp_path / 'afile'}}}\n")

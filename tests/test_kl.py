@@ -13,7 +13,7 @@ from deploy.quantize import thresholds as T
 from deploy.quantize.calibrate import calibration_tensors
 from deploy.quantize.collect import collect_histograms, with_outputs
 from deploy.quantize.histogram import Histogram
-from tests.onnx_graphs import mini_unet
+from onnx_graphs import mini_unet
 
 
 def published_entropy_amax(counts: np.ndarray, amax: float, unsigned: bool, num_bits: int = 8,
