@@ -116,14 +116,21 @@ def label_runs(runs: list[Run]) -> None:
             r.label = f"{r.label} #{n}"
 
 
-def read_labels(path: Path | None) -> np.ndarray | None:
-    """A mask PNG as class labels: 0/255 → 0/1, class ids as they are; None when absent or unreadable."""
+def read_plane(path: Path | None) -> np.ndarray | None:
+    """A mask image's first plane as stored; None when absent or unreadable (the report shows a gap)."""
     if path is None:
         return None
     m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if m is None:
         return None
-    m = m[..., 0] if m.ndim == 3 else m
+    return m[..., 0] if m.ndim == 3 else m
+
+
+def read_labels(path: Path | None) -> np.ndarray | None:
+    """A mask PNG as class labels: 0/255 → 0/1, class ids as they are; None when absent or unreadable."""
+    m = read_plane(path)
+    if m is None:
+        return None
     return (m > 0).astype(np.uint8) if set(np.unique(m).tolist()) <= {0, 255} else m.astype(np.uint8)
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from deploy.tools import draw, files
-from deploy.tools.report_runs import Run, disagreement, read_labels
+from deploy.tools.report_runs import Run, disagreement, read_labels, read_plane
 
 THUMB = 128
 LOST = (230, 30, 30)    # RGB: foreground in the base run only
@@ -61,12 +61,9 @@ def _colour(labels: np.ndarray) -> np.ndarray:
 
 def _gt_labels(path: Path | None) -> np.ndarray | None:
     """Ground truth as labels: 0/255 and grey masks at the scoring threshold (>= 125), class ids as they are."""
-    if path is None:
-        return None
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    m = read_plane(path)
     if m is None:
         return None
-    m = m[..., 0] if m.ndim == 3 else m
     if m.dtype != np.uint8:
         m = (m / max(1, int(m.max())) * 255).astype(np.uint8)
     vals = np.unique(m)
