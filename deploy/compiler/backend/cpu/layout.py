@@ -50,7 +50,7 @@ class _NumpyFolder(relax.PyExprMutator):
         k, fn = _EVAL.get(getattr(call.op, "name", None), (0, None))
         if fn is None:
             return call
-        arrays = [self._value(a) for a in call.args[:k]]
+        arrays = [_const_value(self, a) for a in call.args[:k]]
         if any(a is None for a in arrays):
             return call
         try:
@@ -60,9 +60,6 @@ class _NumpyFolder(relax.PyExprMutator):
         if call.op.name != "relax.astype":
             out = out.astype(arrays[0].dtype)  # numpy scalar promotion must not widen
         return _const(out)
-
-    def _value(self, e):
-        return _const_value(self, e)
 
 
 def _const_value(mutator, e) -> np.ndarray | None:
