@@ -404,8 +404,12 @@ def test_wrong_preprocessed_size_is_a_config_error(setup):
     cfg = make_cfg(root)
     ops = tuple(op for op in cfg.dataset.process_ops if type(op).__name__ != "Resize")
     cfg = replace(cfg, dataset=replace(cfg.dataset, process_ops=ops))
-    with pytest.raises(ConfigError, match=r"dataset\.process_ops: calibration images preprocess to \(3, 40, 40\)"):
+    with pytest.raises(ConfigError, match=r"dataset\.process_ops: dataset images preprocess to \(3, 40, 40\)"):
         plan(cfg, model, root / "cache", progress=False)
+    # the fp16 build's range check feeds the same images: the same error, not onnxruntime's
+    from deploy.compiler.fp16_range import overflow_layers
+    with pytest.raises(ConfigError, match=r"dataset\.process_ops: dataset images preprocess to \(3, 40, 40\)"):
+        overflow_layers(cfg, model, lambda msg: None)
 
 
 # ---------------------------------------------------------------- QDQ models

@@ -35,6 +35,7 @@ def overflow_layers(cfg: BuildConfig, model: onnx.ModelProto, log) -> list[dict]
     YAML names no readable dataset (then nothing was checked, and the log says so)."""
     from deploy.data.readers import select_calibration
     from deploy.preprocess import Preprocessor
+    from deploy.quantize.calibrate import check_dataset_shape
     from deploy.quantize.collect import with_outputs
     import onnxruntime as ort
 
@@ -48,11 +49,11 @@ def overflow_layers(cfg: BuildConfig, model: onnx.ModelProto, log) -> list[dict]
         log(f"fp16 range: not checked ({e})")
         return None
     pre = Preprocessor.from_process_ops(ds.process_ops)
+    feed, _ = check_dataset_shape(cfg, model, pre.load(images[0]))
     names = _float_outputs(model)
     sess = ort.InferenceSession(with_outputs(model, names).SerializeToString(), providers=["CPUExecutionProvider"])
     wanted = [o.name for o in sess.get_outputs()]
     peak = dict.fromkeys(wanted, 0.0)
-    feed = sess.get_inputs()[0].name
     for path in images:
         for name, value in zip(wanted, sess.run(wanted, {feed: pre.load(path)[None].astype(np.float32)})):
             if np.issubdtype(value.dtype, np.floating) and value.size:

@@ -85,6 +85,18 @@ def _batches(images: list[Path], load, batch: int, fixed: bool) -> Iterator[tupl
         yield np.stack(chunk).astype(np.float32, copy=False), n
 
 
+def check_dataset_shape(cfg: BuildConfig, model: onnx.ModelProto, sample: np.ndarray) -> tuple[str, list]:
+    """(input name, dims) of the model's one input, once a preprocessed dataset image is known to fit
+    it: every step that feeds dataset images to the model (calibration, the fp16 range check) fails
+    here with the YAML key, not inside onnxruntime."""
+    input_name, dims = single_input(model)
+    if len(dims) != 4 or any(isinstance(d, int) and d > 0 and d != g for d, g in zip(dims[1:], sample.shape)):
+        ops_key = "transform_ops" if cfg.schema == "legacy" else "process_ops"
+        raise ConfigError(f"{_yaml_key(cfg, ops_key)}: dataset images preprocess to {sample.shape} "
+                          f"(C, H, W) but the model input {input_name!r} is {dims}; add or fix the Resize op")
+    return input_name, dims
+
+
 def calibrate(cfg: BuildConfig, model: onnx.ModelProto, images: list[Path], tensors: list[str] | None = None,
               progress: bool = True) -> dict[str, TensorRange]:
     """Run the calibration set through `model` (onnxruntime) and search each tensor's threshold."""
@@ -96,14 +108,8 @@ def calibrate(cfg: BuildConfig, model: onnx.ModelProto, images: list[Path], tens
     # one histogram per tensor (int64 counts) and the threshold search's float copies of it
     check_memory(len(tensors) * q.num_bins * 8 * 4, f"{cfg.source}: backend.quantize.num_bins {q.num_bins} "
                  f"({len(tensors)} tensors)", "use fewer bins (the default is 2048)")
-    input_name, dims = single_input(model)
     pre = Preprocessor.from_process_ops(cfg.dataset.process_ops)
-    first = pre.load(images[0])
-    want = tuple(dims[1:])
-    if len(dims) != 4 or any(isinstance(d, int) and d > 0 and d != g for d, g in zip(want, first.shape)):
-        ops_key = "transform_ops" if cfg.schema == "legacy" else "process_ops"
-        raise ConfigError(f"{_yaml_key(cfg, ops_key)}: calibration images preprocess to {first.shape} "
-                          f"(C, H, W) but the model input {input_name!r} is {dims}; add or fix the Resize op")
+    input_name, dims = check_dataset_shape(cfg, model, pre.load(images[0]))
     fixed = isinstance(dims[0], int) and dims[0] > 0
     batch = dims[0] if fixed else BATCH
     hists = collect_histograms(model, input_name, lambda: _batches(images, pre.load, batch, fixed), tensors,
