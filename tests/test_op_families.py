@@ -13,7 +13,7 @@ from deploy.config import load_build_config
 from deploy.runtime import Model
 from test_compiler import write_build
 
-pytestmark = pytest.mark.slow  # 46 small compiles, ~70 s
+pytestmark = pytest.mark.slow  # 60 small compiles, ~90 s
 
 C, H, W = 8, 12, 10
 
@@ -37,6 +37,9 @@ FAMILIES = {
     "unary": lambda g, x: g.op("Tanh", [g.op("Abs", [g.op("Exp", [g.op("Neg", [x])])])]),
     "activations": lambda g, x: g.op("HardSwish", [g.op("LeakyRelu", [g.op("Elu", [x])], alpha=0.1)]),
     "silu_gate": lambda g, x: g.op("Mul", [x, g.sigmoid(x)]),
+    # MobileNetV3's tails: HardSwish straight after a conv, a HardSigmoid squeeze-excite gate
+    "hard_gates": lambda g, x: g.op("Mul", [g.op("HardSwish", [x]),
+                                            g.op("HardSigmoid", [g.op("GlobalAveragePool", [x])], alpha=1 / 6)]),
     "prelu": lambda g, x: g.op("PRelu", [x, _f32(g, np.linspace(0.1, 0.3, C).reshape(C, 1, 1))]),
     "clip_where": lambda g, x: g.op("Where", [g.op("Greater", [x, _f32(g, 0.0)]), x,
                                                g.op("Clip", [x, _f32(g, -0.5), _f32(g, 0.5)])]),

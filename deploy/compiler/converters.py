@@ -9,6 +9,9 @@
   reduces it, which ConvertLayout cannot convert ("Invalid SLayout ... ABCDE"); ours always take
   the frontend's own pairwise form (same semantics: ONNX broadcasting is multidirectional).
 Used only while importing (`overrides()`); the frontend's own table is restored afterwards.
+Converters we keep still emit `relax.clip` with PrimValue bounds (HardSigmoid, HardSwish: the
+MobileNetV3 tails), whose bound arguments ToMixedPrecision rejects ("Expected TensorType, but got
+T.int64"); `clip_as_min_max` rewrites every such clip in the imported module the way our Clip does.
 """
 from __future__ import annotations
 
@@ -108,6 +111,32 @@ def _pairwise(base):
 
 CONVERTERS = {"Pad": Pad, "Clip": Clip, "Tile": Tile, "Resize": Resize,
               **{op: _pairwise(getattr(F, op)) for op in ("Sum", "Max", "Min", "Mean")}}
+
+
+@relax.expr_functor.mutator
+class _ClipAsMinMax(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = self.visit_expr_post_order(call)
+        if getattr(call.op, "name", None) != "relax.clip":
+            return call
+        x, lo, hi = call.args
+        dtype = str(call.ty.dtype)
+        return relax.op.minimum(relax.op.maximum(x, relax.const(_prim(lo), dtype)), relax.const(_prim(hi), dtype))
+
+
+def _prim(bound: relax.PrimValue) -> float:
+    value = bound.value  # an IntImm/FloatImm, or already a Python number
+    return float(getattr(value, "value", value))
+
+
+def clip_as_min_max(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every `relax.clip(x, lo, hi)` of `mod` as maximum/minimum with tensor constants (see the module
+    docstring: the PrimValue bounds break ToMixedPrecision)."""
+    mutator = _ClipAsMinMax(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return mutator.builder_.get()
 
 
 @contextlib.contextmanager

@@ -128,7 +128,7 @@ def _from_onnx(model: onnx.ModelProto, shape_dict: dict, log) -> "tvm.IRModule":
         finally:
             for w in caught:
                 log(f"onnx import warning: {w.message}")
-    return mod
+    return converters.clip_as_min_max(mod)
 
 
 def import_model(model: onnx.ModelProto, cfg: BuildConfig, chw: dict[str, tuple[int, int, int]],
