@@ -136,3 +136,67 @@ def test_check_preprocess_cli_ok_and_mismatch(vendor_dir, tmp_path):
     res = CliRunner().invoke(cli, ["check-preprocess", str(yaml_file), str(bad)])
     assert res.exit_code == 1
     assert "MISMATCH" in res.output and "channel order differs" in res.output
+
+
+REPO_BUILD = Path(__file__).resolve().parents[1] / "build_in" / "build"
+REPO_VDSP = Path(__file__).resolve().parents[1] / "vdsp_params" / "unetzoo-unetpp-vdsp_params.json"
+
+
+@pytest.fixture(scope="module")
+def grey_first_dsb(tmp_path_factory):
+    """A nuclei folder from the synthetic DSB2018 generator whose first sorted images are grey (as
+    its fluorescence images are: 91 of the shipped 200), the colourful ones after them."""
+    import shutil
+
+    from deploy.data.image import read_image_rgb
+    from deploy.data.synth import synth_dsb2018
+    root = tmp_path_factory.mktemp("dsb")
+    src = synth_dsb2018(root / "synth", n=24, seed=0) / "images"
+    grey, colour = root / "grey", root / "grey_first"
+    grey.mkdir()
+    colour.mkdir()
+    for f in sorted(src.iterdir()):
+        img = read_image_rgb(f)
+        is_grey = bool((img == img[..., :1]).all())
+        shutil.copy(f, colour / (("a_" if is_grey else "b_") + f.name))
+        if is_grey:
+            shutil.copy(f, grey / f.name)
+    assert len(list(grey.iterdir())) >= 4 and len(list(colour.iterdir())) >= len(list(grey.iterdir())) + 4
+    return {"grey": grey, "grey_first": colour}
+
+
+def _check_with_dataset(tmp_path, images: Path, vdsp: Path):
+    text = (REPO_BUILD / "official_unetpp.yaml").read_text().replace("../../workspace/data/dsb2018_256_val/images",
+                                                                   str(images))
+    yaml_file = tmp_path / "b.yaml"
+    yaml_file.write_text(text)
+    return CliRunner().invoke(cli, ["check-preprocess", str(yaml_file), str(vdsp)])
+
+
+def _no_swap_vdsp(tmp_path) -> Path:
+    """The shipped UNet++ vdsp JSON with its BGR swap removed: the field's classic mistake."""
+    cfg = json.loads(REPO_VDSP.read_text())
+    cfg["OpConfig"]["ColorCvtCode"] = "NO_CHANGE"
+    f = tmp_path / "no_swap.json"
+    f.write_text(json.dumps(cfg))
+    return f
+
+
+def test_check_preprocess_defaults_pick_colourful_images_and_catch_a_missing_swap(grey_first_dsb, tmp_path):
+    res = _check_with_dataset(tmp_path, grey_first_dsb["grey_first"], _no_swap_vdsp(tmp_path))
+    assert res.exit_code == 1 and "MISMATCH" in res.output, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("images: <colour probe>") and "4 most colourful of" in lines[0]
+    assert lines[1].startswith("<colour probe>: max abs diff") and "channel order differs" in lines[1]
+    used = [Path(x.split(":")[0]).name for x in lines[2:6]]
+    assert all(n.startswith("b_") for n in used), used  # the grey a_* images sort first but cannot show it
+    assert all("channel order differs" in x for x in lines[2:6])
+    ok = _check_with_dataset(tmp_path, grey_first_dsb["grey_first"], REPO_VDSP)
+    assert ok.exit_code == 0 and "OK: max abs diff 0 over 5 image(s)" in ok.output, ok.output
+
+
+def test_check_preprocess_probe_catches_a_missing_swap_on_a_grey_dataset(grey_first_dsb, tmp_path):
+    res = _check_with_dataset(tmp_path, grey_first_dsb["grey"], _no_swap_vdsp(tmp_path))
+    assert res.exit_code == 1, res.output
+    lines = res.output.splitlines()
+    assert "channel order differs" in lines[1] and all(x.endswith("max abs diff 0") for x in lines[2:6])

@@ -7,21 +7,24 @@ from pathlib import Path
 import click
 
 from deploy.config import load_build_config, load_vdsp_config
-from deploy.preprocess.check import compare_preprocess, probe_image
+from deploy.preprocess.check import PROBE_NAME, check_images
 
 
 @click.command("check-preprocess")
 @click.argument("build_yaml", type=click.Path(dir_okay=False))
 @click.argument("vdsp_json", type=click.Path(dir_okay=False))
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Image(s) to compare; default: the first --num images of dataset.path, else a generated probe.")
+              help="Image(s) to compare besides the generated colour probe; default: the --num most "
+                   "colourful of a seeded sample of dataset.path.")
 @click.option("--num", default=4, show_default=True, help="How many dataset images to compare.")
 @click.option("--tol", default=1e-3, show_default=True, help="Largest acceptable max-abs difference.")
 def check_preprocess_cmd(build_yaml: str, vdsp_json: str, images: tuple[str, ...], num: int, tol: float) -> None:
     """Check that a build YAML's process_ops and a vdsp JSON produce the same input tensor."""
     build, vdsp = load_build_config(build_yaml), load_vdsp_config(vdsp_json)
-    sources = [Path(p) for p in images] or _dataset_images(build, num) or [probe_image()]
-    results = compare_preprocess(build, vdsp, sources)
+    results = check_images(build, vdsp, [Path(p) for p in images], num)
+    given = "given" if images else f"most colourful of {build.dataset.path}"
+    click.echo(f"images: {PROBE_NAME} (generated R, G, B ramps and colour patches) and "
+               f"{len(results) - 1} {given}")
     for r in results:
         click.echo(f"{r.image}: max abs diff {r.max_abs_diff:.6g}" + (f"  <- {r.hint}" if r.hint else ""))
     worst = max(r.max_abs_diff for r in results)
@@ -29,11 +32,3 @@ def check_preprocess_cmd(build_yaml: str, vdsp_json: str, images: tuple[str, ...
     click.echo(f"{'OK' if ok else 'MISMATCH'}: max abs diff {worst:.6g} over {len(results)} image(s) (tol {tol:g})")
     if not ok:
         sys.exit(1)
-
-
-def _dataset_images(build, num: int) -> list[Path]:
-    from deploy.data.readers import list_images
-    path = build.dataset.path
-    if path is None or not Path(path).is_dir():
-        return []
-    return list_images(path, build.dataset.suffix)[:num]
