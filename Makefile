@@ -39,15 +39,15 @@ compile: $(ONNX)
 	$(BIN)/deploy compile build_in/build/official_$(MODEL).yaml --dtype $(DTYPE)
 
 demo: $(ONNX)
-	$(BIN)/python -m deploy.tools.demo --model $(MODEL)
+	$(BIN)/python -m deploy.tools.demo --model $(MODEL) --publish
 
 # The bench extra (OpenVINO, a baseline) first; where pip cannot get it the bench still runs and says so.
 bench: $(STAMP)
 	-$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python -m deploy.bench
+	$(BIN)/python -m deploy.bench --publish
 
 accuracy: $(STAMP)
-	$(BIN)/python -m deploy.bench.accuracy
+	$(BIN)/python -m deploy.bench.accuracy --publish
 
 clean:
 	rm -rf workspace/deploy_weights workspace/bench workspace/demo

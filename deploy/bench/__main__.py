@@ -21,7 +21,8 @@ PARTS = ("compile", "int8", "stream", "zoo")
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(3), help="Timed runs per engine (median).")
 @click.option("--batches", default="1,8", show_default=True)
 @click.option("--out", default=Path("workspace/bench"), show_default=True, type=click.Path(path_type=Path))
-def main(parts, names, zoo_names, runs, batches, out) -> None:
+@click.option("--publish", is_flag=True, help="Also publish each report as figure bench-<part> (docs/figures, README).")
+def main(parts, names, zoo_names, runs, batches, out, publish) -> None:
     batches = tuple(int(b) for b in batches.split(","))
     for part in parts or PARTS:
         module = __import__(f"deploy.bench.{part}", fromlist=["run", "markdown"])
@@ -30,6 +31,8 @@ def main(parts, names, zoo_names, runs, batches, out) -> None:
             kwargs = {"names": tuple(zoo_names.split(","))}
         result = module.run(out, batches=batches, runs=runs, **kwargs)
         js, md = report.write(out, part, result, module.markdown(result))
+        if publish:
+            report.publish(f"bench-{part}", result, md.read_text())
         click.echo(md.read_text())
         click.echo(f"wrote {md} and {js}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -100,18 +101,23 @@ def markdown(result: dict) -> str:
                      f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
                      f"{r['train_s']:.0f}", r["seed"]])
-    return ("# Accuracy: fp32 → fp16 → int8 (KL)\n\n"
+    return ("# Accuracy: fp32 → fp16 → int8 (KL)\n\n" + _wrap(
             f"UNET-ZOO mIoU ×100 on a held-out synthetic set; width {result['width']}. Targets: fp16 drop ≤ "
             f"{TARGET_DROP['fp16']}, int8 drop ≤ {TARGET_DROP['int8']} points. Our models are trained on synthetic "
             "data (no trained weights exist that we can reach), so absolute mIoU is not comparable with the "
             "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model not above "
             "it has not learned its task (too few training steps): its drops mean nothing and its targets are n/a. "
             f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}), including "
-            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.\n\n"
+            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.") + "\n\n"
             + markdown_table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
                            body) + _unsupported(result["rows"]))
+
+
+def _wrap(paragraph: str) -> str:
+    """Prose lines of at most 120 columns: the README includes this text (deploy.figures)."""
+    return textwrap.fill(paragraph, 120, break_long_words=False, break_on_hyphens=False)
 
 
 def _verdict(ok: bool, drops: dict, row: dict) -> str:
@@ -142,7 +148,8 @@ def _steps(cfg: dict) -> str:
 @click.option("--eval-images", default=100, show_default=True)
 @click.option("--work", default=Path("workspace/accuracy"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--out", default=Path("docs/accuracy.md"), show_default=True, type=click.Path(path_type=Path))
-def main(names, width, steps, train_images, eval_images, work, out) -> None:
+@click.option("--publish", is_flag=True, help="Also publish the table as figure `accuracy` (docs/figures, README).")
+def main(names, width, steps, train_images, eval_images, work, out, publish) -> None:
     work = work / f"w{width:g}"
     rows = []
     for name in names.split(","):
@@ -156,6 +163,8 @@ def main(names, width, steps, train_images, eval_images, work, out) -> None:
             "train_s": info["prepare_seconds"], "seed": info["config"]["seed"], "train": info})
         result = {"width": width, "machine": report.machine(), "rows": rows}
         js, md = report.write(out.parent, out.stem, result, markdown(result))
+    if publish:  # once, with the whole table
+        report.publish("accuracy", result, md.read_text())
     click.echo(md.read_text())
     click.echo(f"wrote {md} and {js}")
 

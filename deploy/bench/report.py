@@ -59,6 +59,13 @@ def openvino_note(version: str | None) -> str:
             "(bf16 on CPUs that have it), OV int8 runs our QDQ model (mod.qdq.onnx).")
 
 
+def publish(name: str, result: dict, markdown: str) -> None:
+    """A report's table as the README's figure `name` (deploy.figures), stamped with the machine the
+    report itself records."""
+    from deploy.figures import publish as publish_figure
+    publish_figure(name, markdown, machine=result["machine"]["cpu"])
+
+
 def write(report_dir: Path, stem: str, data: dict, markdown: str) -> tuple[Path, Path]:
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = report_dir / f"{stem}.json", report_dir / f"{stem}.md"

@@ -84,7 +84,8 @@ def run_dtype(model: str, dtype: str, data: SetDirs, out: Path, npz: tuple[Path,
 @click.option("--dtypes", default="fp32,fp16,int8", show_default=True)
 @click.option("--images", default=40, show_default=True, help="Held-out images to evaluate on.")
 @click.option("--out", default=REPO / "workspace" / "demo", show_default=True, type=click.Path(path_type=Path))
-def main(model: str, dtypes: str, images: int, out: Path) -> None:
+@click.option("--publish", is_flag=True, help="Also publish the table as figure demo-MODEL (docs/figures, README).")
+def main(model: str, dtypes: str, images: int, out: Path, publish: bool) -> None:
     out = out / model
     data = eval_set(model, out, images)
     npz = (out / "npz", out / "npz_datalist.txt")
@@ -100,8 +101,12 @@ def main(model: str, dtypes: str, images: int, out: Path) -> None:
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.md", f"# demo: {model}\n\n{md}")
     deploy("report", *(out / r["dtype"] / "vsx" for r in rows), "--out", out / "report")
-    click.echo(f"\n{model} on {images} held-out synthetic images (UNET-ZOO mIoU; empty GT and empty prediction "
-               f"count as IoU 1):\n\n{md}\nwrote {out / 'results.md'}\n"
+    caption = (f"{model} on {images} held-out synthetic images (UNET-ZOO mIoU; empty GT and empty prediction "
+               "count as IoU 1):")
+    if publish:
+        from deploy.figures import publish as publish_figure
+        publish_figure(f"demo-{model}", f"`make demo`: {caption}\n\n{md}")
+    click.echo(f"\n{caption}\n\n{md}\nwrote {out / 'results.md'}\n"
                f"comparison report ({' vs '.join(r['dtype'] for r in rows)}): {out / 'report' / 'index.html'}")
 
 
