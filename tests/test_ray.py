@@ -133,6 +133,64 @@ def test_ray_resume_after_interrupted_driver(env, cluster, tmp_path, monkeypatch
     assert_same_outputs(env, tmp_path / "out", summary)
 
 
+@pytest.mark.slow
+def test_perf_datalist_on_ray_matches_local(env, cluster, tmp_path, monkeypatch):
+    """The npz route: `deploy perf --datalist … --ray` writes the local route's output_NNNNNN.npz byte for byte
+    and skips the same unreadable input (image2npz left the corrupt image out; a corrupt npz is added)."""
+    from click.testing import CliRunner
+    from deploy.cli import cli
+    from deploy.tools.image2npz import image2npz
+    from deploy.tools.perf import PerfConfig, accuracy
+    monkeypatch.setattr(ray_run, "CHUNK_BATCHES", 1)
+    datalist = tmp_path / "list.txt"
+    image2npz(env["images"], tmp_path / "npz", datalist)
+    (tmp_path / "npz" / "broken.npz").write_bytes(b"not an npz")
+    lines = datalist.read_text().splitlines()
+    datalist.write_text("\n".join([*lines[:4], str(tmp_path / "npz" / "broken.npz"), *lines[4:]]) + "\n")
+    cfg = PerfConfig(prefix=str(env["prefix"]), vdsp_params=str(env["vdsp"]), batch=2, num_threads=1)
+    local = accuracy(cfg, datalist, tmp_path / "local", progress=False)
+    res = CliRunner().invoke(cli, ["perf", "-m", str(env["prefix"]), "--vdsp_params", str(env["vdsp"]), "-b", "2",
+                                    "--num-threads", "1", "--datalist", str(datalist), "--path_output",
+                                    str(tmp_path / "ray"), "--json", str(tmp_path / "ray.json"), "--ray"])
+    assert res.exit_code == 0, res.output
+    assert "2 worker(s) on 1 node(s), 0 retried chunk(s)" in res.output
+    on_ray = json.loads((tmp_path / "ray.json").read_text())
+    assert on_ray["written"] == local["written"] == 11 and on_ray["ray"]["workers"] == 2
+    assert on_ray["skipped"] == [list(s) for s in local["skipped"]] and "broken.npz" in local["skipped"][0][0]
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert names == [f"output_{i:06d}.npz" for i in range(12) if i != 4]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
+    for name in names:
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert_workers_gone(cluster)
+
+
+@pytest.mark.slow
+def test_ray_stalled_worker_stops_the_run(env, cluster, tmp_path, monkeypatch):
+    """An input whose read never returns (a FIFO without a writer, like a file on a dead mount) stops the
+    run with an error after STALL_S instead of hanging, once the chunks before it are written."""
+    from deploy.tools.image2npz import image2npz
+    from deploy.tools.perf import PerfConfig, accuracy
+    monkeypatch.setattr(ray_run, "CHUNK_BATCHES", 1)
+    monkeypatch.setattr(ray_run, "STALL_S", 15.0)  # above the workers' start-up (TVM import) on a loaded CI box
+    datalist = tmp_path / "list.txt"
+    image2npz(env["images"], tmp_path / "npz", datalist)
+    os.mkfifo(tmp_path / "blocked.npz")
+    datalist.write_text("\n".join([*datalist.read_text().splitlines()[:3], str(tmp_path / "blocked.npz")]) + "\n")
+    cfg = PerfConfig(prefix=str(env["prefix"]), vdsp_params=str(env["vdsp"]), batch=2, num_threads=1)
+    with pytest.raises(DeployError, match="no chunk of 1 batch"):
+        accuracy(cfg, datalist, tmp_path / "out", progress=False, ray="local")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["output_000000.npz", "output_000001.npz"]
+    assert_workers_gone(cluster)
+
+
+def test_perf_ray_needs_the_datalist(tmp_path):
+    from click.testing import CliRunner
+    from deploy.cli import cli
+    res = CliRunner().invoke(cli, ["perf", "-m", str(tmp_path / "mod"), "--ray"])
+    assert res.exit_code == 2 and "--ray runs the accuracy mode" in res.output
+
+
 def test_ray_flag_without_ray_names_the_extra(tmp_path):
     """Ray masked: vsx_inference.py --ray stops at once with the install hint (no model is needed for that)."""
     code = ("import runpy, sys; sys.modules['ray'] = None; sys.argv = ['vsx_inference.py', *sys.argv[1:]]; "

@@ -14,6 +14,7 @@ in µs per request, CPU utilisation and peak memory; `--json FILE` writes them f
 Accuracy mode (`--datalist LIST --path_output DIR`): every npz on the list (key `input_0`, uint8
 CHW RGB from image2npz, other inputs `input_1..`) is preprocessed and inferred, and its outputs are
 written to `DIR/output_%06d.npz` (line i → output_{i:06d}.npz; keys `output_0..N`, batch dim kept).
+`--ray [ADDRESS]` runs it on a Ray cluster (deploy.tools.ray_run) and writes the same files, byte for byte.
 """
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ from deploy.errors import DeployError
 from deploy.runtime.profile import table as profile_table
 from deploy.host import check_memory, die_with_parent, usable_cores
 from deploy.io import atomic_write_json
-from deploy.tools import files
 from deploy.preprocess import planar_to_hwc
 from deploy.tools.common import check_writable, load_model, read_datalist, vdsp_preprocessor, warn_device
+from deploy.tools.ray_run import describe, ray_option
 
 DEFAULT_PERCENTILES = (50, 90, 95, 99)
 
@@ -367,55 +368,34 @@ def format_report(r: dict) -> str:
 
 # ------------------------------------------------------------------------------------- accuracy
 def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: Any = None,
-             progress: bool | None = None) -> dict:
-    """Infer every npz of the datalist; line i → `path_output/output_{i:06d}.npz`."""
-    from deploy.runtime.stream import Stream, batch_runner
+             progress: bool | None = None, ray: str | None = None) -> dict:
+    """Infer every npz of the datalist; line i → `path_output/output_{i:06d}.npz` (deploy.tools.npz_job).
+    `ray`: on a Ray cluster instead (deploy.tools.ray_run: "local" starts one, else its address), same files."""
+    from deploy.tools.npz_job import NpzInput, NpzJob
+    from deploy.tools.ray_run import route
     entries = read_datalist(datalist)
     model = model or load_model(cfg.prefix, cfg.num_threads)
-    from_rgb = vdsp_preprocessor(cfg.vdsp_params)[1].from_rgb if cfg.vdsp_params else None
-    infos = list(model.inputs)
+    job = NpzJob.of(model, vdsp_preprocessor(cfg.vdsp_params)[1] if cfg.vdsp_params else None)
     out_dir = Path(path_output)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def load(entry: tuple[int, Path]):
-        _, p = entry
-        try:
-            with np.load(p) as z:
-                arrays = [z[f"input_{k}"] for k in range(len(infos))]
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            raise DeployError(f"cannot read input npz {p}: {e}") from None
-        xs = []
-        for k, a in enumerate(arrays):
-            if k == 0 and from_rgb is not None:
-                if a.ndim != 3 or a.shape[0] != 3 or a.dtype != np.uint8:
-                    raise DeployError(f"{p}: input_0 must be uint8 CHW RGB (image2npz), got {a.dtype} {list(a.shape)}")
-                xs.append(from_rgb(planar_to_hwc(a)))
-            else:
-                if a.ndim == len(infos[k].shape) and a.shape[0] == 1:
-                    a = a[0]  # stored with its batch dim
-                xs.append(np.asarray(a, dtype=np.dtype(infos[k].dtype)))
-        return tuple(xs), None
-
-    def finish(entry, _ctx, outs):
-        path = out_dir / f"output_{entry[0]:06d}.npz"
-        files.save_npz(path, {f"output_{k}": o for k, o in enumerate(outs)})
-        return path
-
+    results, cluster = route(job, model, [NpzInput(i, p) for i, p in enumerate(entries)], out_dir, batch=cfg.batch,
+                             workers=workers, num_threads=cfg.num_threads, ray=ray)
     from tqdm import tqdm
     skipped = []
-    written = 0
     t0 = time.perf_counter()
-    stream = Stream(batch_runner(model), load, finish, batch=cfg.batch, workers=workers)
-    with tqdm(total=len(entries), unit="npz", leave=False, disable=(None if progress is None else not progress)) as bar:
-        for done in stream.run(list(enumerate(entries))):
-            if done.error is not None:
-                skipped.append((str(done.item[1]), str(done.error)))
-            else:
-                written += 1
-            bar.update()
+    try:
+        with tqdm(total=len(entries), unit="npz", leave=False,
+                  disable=None if progress is None else not progress) as bar:
+            for r in results:
+                if r.error is not None:
+                    skipped.append((str(entries[r.index]), r.error))
+                bar.update()
+    finally:
+        results.close()  # stops the stream's threads (or the cluster's workers) now, also on an error
     elapsed = time.perf_counter() - t0
+    written = len(entries) - len(skipped)
     return {"written": written, "skipped": skipped, "path_output": str(out_dir), "elapsed_s": elapsed,
-            "throughput_qps": written / elapsed if elapsed > 0 else None}
+            "throughput_qps": written / elapsed if elapsed > 0 else None, **({"ray": cluster.info} if cluster else {})}
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -447,11 +427,12 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
               help="Accuracy mode: folder for output_%06d.npz.")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="Accuracy mode: reader/writer threads.")
+@ray_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @click.option("--profile", is_flag=True, help="Also time each compiled kernel (PrimFunc) and print the slowest.")
 @click.argument("extra", nargs=-1, metavar="[p N]")
 def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterations, warmup, percentiles, queue_size,
-        num_threads, datalist, path_output, workers, json_path, profile, extra):
+        num_threads, datalist, path_output, workers, ray, json_path, profile, extra):
     """Profile a compiled model, or run it over a datalist (vendor: vamp)."""
     if extra:
         if len(extra) == 2 and extra[0] == "p" and extra[1].isdigit():
@@ -461,6 +442,9 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
             raise click.UsageError(f"unexpected argument(s): {' '.join(extra)}")
     if (datalist is None) != (path_output is None):
         raise click.UsageError("accuracy mode needs both --datalist and --path_output")
+    if ray is not None and datalist is None:
+        raise click.UsageError("--ray runs the accuracy mode (--datalist, --path_output) on a cluster; "
+                               "benchmark mode measures this machine")
     warn_device(device)
     if json_path:
         check_writable(json_path, "--json")
@@ -469,9 +453,11 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
                      percentiles=parse_percentiles(percentiles) or DEFAULT_PERCENTILES,
                      queue_size=queue_size, num_threads=num_threads)
     if datalist:
-        res = accuracy(cfg, datalist, path_output, workers)
+        res = accuracy(cfg, datalist, path_output, workers, ray=ray)
         click.echo(f"wrote {res['written']} output file(s) to {res['path_output']} "
                    f"({res['throughput_qps'] or 0:.2f} qps)")
+        if "ray" in res:
+            click.echo(describe(res["ray"]))
         if res["skipped"]:
             click.echo(f"skipped {len(res['skipped'])} unreadable input(s) (no output_%06d.npz for them):", err=True)
             for _, reason in res["skipped"][:10]:

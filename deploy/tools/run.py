@@ -38,7 +38,7 @@ from deploy.tools import files, report
 from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
 from deploy.data.metrics import PRED_THRESHOLD
-from deploy.tools.ray_run import LOCAL, import_ray
+from deploy.tools.ray_run import describe, ray_option, route
 from deploy.tools.report import NO_MASK, OK, Row
 from deploy.tools.segment import ImageJob, Outputs
 
@@ -54,7 +54,6 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json).
     `ray`: run on a Ray cluster instead (deploy.tools.ray_run: "local" starts one, else its address)."""
     from deploy.data.readers import DataWarning, pair_masks
-    from deploy.runtime.stream import batch_runner
 
     check_finite("threshold", threshold)
     check_outside(save_dir, "--save_dir", image=image_dir, mask=mask_dir)
@@ -99,14 +98,8 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     if resume:
         click.echo(f"resume: {len(rows)} image(s) already done, {len(todo)} to do", err=True)
 
-    job = ImageJob(pre, idx, threshold, sigmoid, npz)
-    if ray is None:
-        cluster = None
-        results = job.run_images(batch_runner(model), todo, batch=batch, workers=workers, save_dir=save_dir)
-    else:
-        from deploy.tools.ray_run import ClusterRun
-        cluster = ClusterRun(ray, model_prefix, job, batch=batch, workers=workers, num_threads=num_threads)
-        results = cluster.run(todo, save_dir)
+    results, cluster = route(ImageJob(pre, idx, threshold, sigmoid, npz), model, todo, save_dir, batch=batch,
+                             workers=workers, num_threads=num_threads, ray=ray)
     appender = report.RowAppender(save_dir / RESULTS, rows)
     from tqdm import tqdm
     bar = tqdm(total=len(todo), unit="img", disable=(None if progress is None else not progress), leave=False)
@@ -141,6 +134,8 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     if new:
         click.echo(f"throughput: {new / elapsed:.2f} images/s ({new} images in {elapsed:.2f} s, batch {batch}, "
                    f"{workers} reader threads)")
+    if cluster:
+        click.echo(describe(cluster.info))
     issues = report.problems(rows)
     if issues:
         click.echo(issues, err=True)
@@ -218,10 +213,7 @@ def _check_settings(path: Path, now: dict) -> None:
               help="Threads the model may use [default: all cores].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @click.option("-v", "--verbose", is_flag=True, help="Print each image's Dice and IoU, as the vendor script does.")
-@click.option("--ray", "ray", is_flag=False, flag_value=LOCAL, default=None, metavar="[ADDRESS]",
-              callback=lambda ctx, param, value: _ray_option(value),
-              help="Run on a Ray cluster: alone, a local Ray instance; `auto` or ray://HOST:PORT joins a running "
-                   "cluster (--num-threads: CPUs per worker, default a whole node). Needs the `cluster` extra.")
+@ray_option
 def cli(image_dir, mask_dir, model_prefix, vdsp_params, device, batch, save_dir, workers, limit, mask_suffix,
         threshold, out_index, sigmoid, resume, npz, num_threads, progress, verbose, ray):
     """Segment images with a compiled model and score them (vendor: vsx_inference.py)."""
@@ -229,13 +221,3 @@ def cli(image_dir, mask_dir, model_prefix, vdsp_params, device, batch, save_dir,
     run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir, batch=batch, workers=workers, limit=limit,
         mask_suffix=mask_suffix, threshold=threshold, out_index=out_index, sigmoid=sigmoid, resume=resume,
         npz=npz, num_threads=num_threads, progress=progress, verbose=verbose, ray=ray)
-
-
-def _ray_option(value: str | None) -> str | None:
-    """--ray fails at once, before any work, with the install hint when Ray is missing."""
-    if value is not None:
-        try:
-            import_ray()
-        except DeployError as e:
-            raise click.BadParameter(str(e)) from None
-    return value

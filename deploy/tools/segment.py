@@ -99,6 +99,13 @@ class ImageJob:
         iou, dice, _ = score_image(pred, gt)
         return replace(encoded, row=Row(sample.image.name, OK, iou, dice, mask=sample.mask.name))
 
+    def write(self, save_dir: Path, sample: Any, rendered: Rendered) -> Rendered:
+        """What the Ray route's driver does with a worker's Rendered: `write` (the module function)."""
+        return write(save_dir, sample, rendered)
+
+    def label(self, sample: Any) -> str:
+        return sample.image.name
+
     def run_images(self, infer: Callable[[Sequence[np.ndarray]], list[np.ndarray]], samples: Iterable[Any], *,
                    batch: int, workers: int, save_dir: Path | None = None) -> Iterator[Rendered]:
         """Each sample's Rendered, in order, through the runstream (batched inference, `workers` reader and
