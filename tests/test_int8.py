@@ -349,3 +349,70 @@ def test_int8_refused_for_targets_without_vnni(tmp_path, images):
         with pytest.raises(UnsupportedError, match=match):
             compile_build(load_build_config(y), target=spec, progress=False)
     assert not (tmp_path / "ws").exists()
+
+
+# ---- skip_dtype fp16: the convs the plan keeps in float compute in fp16 --------------------------
+
+def fp16_skipped_reference(qdq: onnx.ModelProto, accumulate: str) -> onnx.ModelProto:
+    """The QDQ model with every conv that has a float weight (the skipped ones) fed fp16-rounded
+    input and weight (Cast to FLOAT16 and back), and its result rounded too when the build
+    accumulates in fp16: what an fp16 conv computes, run by onnxruntime."""
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq)
+    floats = {i.name for i in m.graph.initializer if i.data_type == TensorProto.FLOAT}
+    nodes = []
+
+    def rounded(src: str, dst: str) -> str:
+        nodes.extend([helper.make_node("Cast", [src], [f"{dst}_h"], to=TensorProto.FLOAT16),
+                      helper.make_node("Cast", [f"{dst}_h"], [dst], to=TensorProto.FLOAT)])
+        return dst
+    for n in m.graph.node:
+        skipped = n.op_type in ("Conv", "ConvTranspose") and n.input[1] in floats
+        if skipped:
+            n.input[0], n.input[1] = rounded(n.input[0], f"{n.name}_x"), rounded(n.input[1], f"{n.name}_w")
+        out = n.output[0]
+        if skipped and accumulate == "float16":
+            n.output[0] = f"{n.name}_y"
+        nodes.append(n)
+        if skipped and accumulate == "float16":
+            rounded(f"{n.name}_y", out)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    return m
+
+
+def test_skip_dtype_fp16_runs_the_skipped_convs_in_fp16(tmp_path, images, target):
+    from deploy.compiler import skipped_fp16
+    from deploy.runtime import Model
+    y = write_build(tmp_path, small_net(), images, "skip16")
+    doc = yaml.safe_load(y.read_text())
+    doc["backend"]["quantize"]["skip_dtype"] = "fp16"
+    y.write_text(yaml.safe_dump(doc, sort_keys=False))
+    prefix = compile_build(load_build_config(y), progress=False)
+    q = meta_of(prefix)["quantization"]
+    assert q["skip_dtype"] == "fp16" and len(q["skipped"]) == 2 and len(q["quantized"]) == 3  # image conv, head
+    accumulate = cpu.fp16_accumulate(target)
+    assert f"optimize: int8: 2 skipped convs in fp16 (accumulating in {accumulate}" in (
+        prefix.parent / "compile.log").read_text()
+    qdq = onnx.load(str(prefix.parent / "mod.qdq.onnx"))
+    mod = skipped_fp16.to_fp16(accumulate)(from_onnx(qdq, keep_params_in_input=False))
+    assert skipped_fp16.count_fp16_convs(mod) == 2                     # exactly the skipped convs ...
+    assert qdq_to_integer.count_integer_convs(qdq_to_integer.to_integer()(mod)) == 3   # ... the rest stays int8
+    acc16 = skipped_fp16.to_fp16("float16")(from_onnx(qdq, keep_params_in_input=False))  # AVX512-FP16 CPUs
+    assert skipped_fp16.count_fp16_convs(acc16) == 2 and "out_dtype=\"float16\"" in acc16.script()
+    x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    (got,) = Model(prefix).run(x)
+    (ref16,), (ref32,) = G.ort_run(fp16_skipped_reference(qdq, accumulate), x), G.ort_run(qdq, x)
+    diff = np.abs(got - ref16)
+    assert diff.mean() < 1e-5 and diff.max() < 2e-3                      # onnxruntime with fp16-rounded convs
+    assert np.abs(got - ref32).mean() > 10 * diff.mean()                  # and not the fp32 convs' numbers
+
+
+def test_skip_dtype_bf16_is_refused_by_the_yaml_loader(tmp_path, images):
+    from deploy.errors import ConfigError
+    y = write_build(tmp_path, small_net(), images, "skipbf16")
+    doc = yaml.safe_load(y.read_text())
+    doc["backend"]["quantize"]["skip_dtype"] = "bf16"
+    y.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"backend\.quantize\.skip_dtype: bf16 is not implemented yet"):
+        load_build_config(y)

@@ -127,7 +127,7 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
                 params, outs = [[([None, *s[1:]] if s and s[0] == b else s, dt) for s, dt in sig]
                                 for sig in (params, outs)]
         with log.stage("optimize", bar):
-            mod = _optimize(mod, backend, tgt, cfg.backend.dtype, log)
+            mod = _optimize(mod, backend, tgt, cfg, log)
         with log.stage("build", bar):
             with tvm.transform.PassContext(opt_level=3):
                 ex = tvm.compile(mod, tgt, relax_pipeline=backend.relax_pipeline())
@@ -178,14 +178,28 @@ def _lower_int8(cfg: BuildConfig, model, tgt, recalibrate: bool, log, progress: 
     return q8
 
 
-def _optimize(mod, backend, tgt, dtype: str, log):
-    """int8: the QDQ → integer conv rewrite first (target-independent); then the target's backend."""
+def _optimize(mod, backend, tgt, cfg: BuildConfig, log):
+    """int8: the skipped convs to fp16 when skip_dtype asks, then the QDQ → integer conv rewrite
+    (target-independent); then the target's backend."""
+    dtype = cfg.backend.dtype
     if dtype == "int8":  # _lower_int8 admitted only llvm targets with VNNI
         from deploy.compiler import qdq_to_integer
+        if cfg.backend.quantize.skip_dtype == "fp16":
+            mod = _skipped_to_fp16(mod, backend, tgt, log)
         mod = qdq_to_integer.to_integer()(mod)
         log(f"optimize: int8: {qdq_to_integer.count_integer_convs(mod)} integer convs "
             f"(deploy.compiler.qdq_to_integer)")
     return backend.optimize(mod, tgt, dtype, log=log)
+
+
+def _skipped_to_fp16(mod, backend, tgt, log):
+    """skip_dtype fp16: the convs the int8 plan keeps in float compute in fp16 (deploy.compiler.skipped_fp16),
+    accumulating as the backend's fp16 builds do."""
+    from deploy.compiler import skipped_fp16
+    mod = skipped_fp16.to_fp16(backend.fp16_accumulate(tgt))(mod)
+    log(f"optimize: int8: {skipped_fp16.count_fp16_convs(mod)} skipped convs in fp16 "
+        f"(accumulating in {backend.fp16_accumulate(tgt)}; deploy.compiler.skipped_fp16)")
+    return mod
 
 
 def _meta(cfg: BuildConfig, model, tgt, entry, params, outs, model_sources, calibration, backend,

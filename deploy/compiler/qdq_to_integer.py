@@ -28,7 +28,7 @@ stay float convs.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tvm
@@ -39,7 +39,7 @@ U8_SHIFT = 128  # int8 → uint8: q + 128
 CONV_OPS = ("relax.nn.conv2d", "relax.nn.conv2d_transpose")
 
 
-def _np(e) -> np.ndarray | None:
+def const_array(e) -> np.ndarray | None:
     """numpy value of a constant, else None."""
     value = getattr(e, "value", None)
     return value.numpy() if isinstance(value, tvm.runtime.Tensor) else None
@@ -47,7 +47,7 @@ def _np(e) -> np.ndarray | None:
 
 def _scalar(e) -> float | None:
     """The value of a constant scalar (or one-element) argument, else None."""
-    a = _np(e)
+    a = const_array(e)
     return a.reshape(-1)[0].item() if a is not None and a.size == 1 else None
 
 
@@ -67,8 +67,8 @@ def _quant_args(m: dict, pat: dict, out_axis: int) -> _Quant | None:
     """The operands of a matched conv when it can run on integers, else None: per-tensor
     activation, constant symmetric int8 weights with one scale or one per output channel."""
     sx, zx = _scalar(m[pat["sx"]]), _scalar(m[pat["zx"]])
-    xq, wq = m[pat["xq"]], _np(m[pat["wq"]])
-    sw, zw = _np(m[pat["sw"]]).astype(np.float32).reshape(-1), _np(m[pat["zw"]])
+    xq, wq = m[pat["xq"]], const_array(m[pat["wq"]])
+    sw, zw = const_array(m[pat["sw"]]).astype(np.float32).reshape(-1), const_array(m[pat["zw"]])
     per_channel_ok = sw.size == 1 or (sw.size == wq.shape[out_axis]
                                       and int(m[pat["dw"]].attrs.axis) == out_axis)
     if (sx is None or zx is None or str(xq.ty.dtype) not in ("uint8", "int8") or wq.dtype != np.int8
@@ -136,8 +136,8 @@ def _elementwise(expr: relax.Call, s: relax.Expr, z: relax.Expr) -> relax.Expr:
     """quantize / dequantize with scalar constant parameters as elementwise ops (else unchanged)."""
     sv, zv = _scalar(s), _scalar(z)
     x = expr.args[0]
-    if expr.op.name == "relax.dequantize" and _np(x) is not None:
-        out = _dequantize_const(_np(x), _np(s).reshape(-1), _np(z).reshape(-1), int(expr.attrs.axis),
+    if expr.op.name == "relax.dequantize" and const_array(x) is not None:
+        out = _dequantize_const(const_array(x), const_array(s).reshape(-1), const_array(z).reshape(-1), int(expr.attrs.axis),
                                 str(expr.attrs.out_dtype))
         return relax.const(out)
     if sv is None or zv is None:
@@ -180,16 +180,20 @@ def to_integer() -> tvm.transform.Pass:
     ], name="segdeploy.ToInteger")
 
 
-def count_integer_convs(mod: tvm.IRModule) -> int:
-    """conv2d / conv2d_transpose calls with int32 results in the module's Relax functions."""
+def count_convs(mod: tvm.IRModule, predicate: Callable[[relax.Call], bool]) -> int:
+    """conv2d / conv2d_transpose calls in the module's Relax functions for which `predicate` holds."""
     n = 0
 
     def visit(e):
         nonlocal n
-        if (isinstance(e, relax.Call) and getattr(e.op, "name", None) in CONV_OPS
-                and str(e.attrs.out_dtype) == "int32"):
+        if isinstance(e, relax.Call) and getattr(e.op, "name", None) in CONV_OPS and predicate(e):
             n += 1
     for f in mod.functions.values():
         if isinstance(f, relax.Function):
             relax.analysis.post_order_visit(f, visit)
     return n
+
+
+def count_integer_convs(mod: tvm.IRModule) -> int:
+    """conv2d / conv2d_transpose calls with int32 results in the module's Relax functions."""
+    return count_convs(mod, lambda call: str(call.attrs.out_dtype) == "int32")

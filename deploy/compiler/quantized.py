@@ -1,7 +1,6 @@
 """The int8 build's inputs and by-products: calibration plan, QDQ model, files beside the module.
 
-`check_target(cfg, target)` refuses, before any calibration, a target without AVX-512 VNNI or a
-skip_dtype other than fp32. `prepare(cfg, model, recalibrate, progress)` runs deploy.quantize.plan
+`check_target(cfg, target)` refuses, before any calibration, a target without AVX-512 VNNI. `prepare(cfg, model, recalibrate, progress)` runs deploy.quantize.plan
 (or reuses the suite's calibration.json) and makes the QDQ model (deploy.quantize.qdq.to_qdq) that
 the compiler imports and deploy.compiler.qdq_to_integer turns into integer convs. `Quantized.record()` is
 mod.json's `sources.calibration`: the image count and the plan's digest of the calibration set
@@ -63,9 +62,6 @@ def check_target(cfg: BuildConfig, target) -> None:
         raise UnsupportedError(f"{where}: the target CPU {mcpu!r} has no AVX-512 VNNI ({VNNI}), which the int8 "
                                f"convolutions use; pick a target with it (e.g. mcpu cascadelake, icelake-server, "
                                f"sapphirerapids, znver4) or build fp16/fp32")
-    if cfg.backend.quantize.skip_dtype != "fp32":
-        raise UnsupportedError(f"{cfg.source}: backend.quantize.skip_dtype {cfg.backend.quantize.skip_dtype!r}: the "
-                               f"int8 build keeps skipped convs in fp32 only")
 
 
 def prepare(cfg: BuildConfig, model: onnx.ModelProto, recalibrate: bool = False, progress: bool = False) -> Quantized:

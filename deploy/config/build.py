@@ -123,6 +123,8 @@ def _quantize(n: Node | None) -> Quantize:
     known = ("calibrate_mode", "quantize_per_channel", "skip_conv_layers", "skip_nodes", "skip_op_types",
              "skip_dtype", "percentile", "num_bins", "num_quantized_bins", "weight_scale")
     n.warn_unknown(known)
+    if n.data.get("skip_dtype") == "bf16":
+        raise n.error("bf16 is not implemented yet (no bf16 build exists); accepted: fp32, fp16", "skip_dtype")
     q = Quantize(
         calibrate_mode=n.get("calibrate_mode", str, "kl_divergence", CALIBRATE_MODES),
         quantize_per_channel=n.get("quantize_per_channel", bool, True),
