@@ -9,11 +9,13 @@ import click
 from deploy.bench import report
 from deploy.catalogue import DEPLOYABLE
 
-PARTS = ("compile", "int8", "stream", "zoo")
+PARTS = ("compile", "int8", "stream", "zoo")  # `make bench`
+EXTRA = ("ray",)  # the stream part holds it too: only with --only
 
 
 @click.command()
-@click.option("--only", "parts", multiple=True, type=click.Choice(PARTS), help="Run only these parts (repeatable).")
+@click.option("--only", "parts", multiple=True, type=click.Choice(PARTS + EXTRA),
+              help="Run only these parts (repeatable).")
 @click.option("--models", "names", default=",".join(DEPLOYABLE), show_default=True,
               help="Comma-separated seed models for the compiler and int8 parts.")
 @click.option("--zoo", "zoo_names", default=None,
