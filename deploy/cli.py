@@ -19,7 +19,7 @@ COMMANDS = {
     "image2npz": "deploy.tools.image2npz:cli",
     "perf": "deploy.tools.perf:cli",
     "eval": "deploy.tools.evaluate:cli",
-    "analyze": "deploy.quantize.cli:analyze_cmd",
+    "analyze": "deploy.analysis.cli:analyze_cmd",
     "report": "deploy.tools.html_report:cli",
     "zoo": "deploy.zoo.cli:zoo_group",
 }

@@ -212,7 +212,7 @@ def test_threshold_must_be_finite(tmp_path, tool, value):
 def test_analyze_never_writes_into_a_suite(tmp_path):
     from click.testing import CliRunner
 
-    from deploy.quantize.cli import analyze_cmd
+    from deploy.analysis.cli import analyze_cmd
     from test_quantize import make_cfg, small_net, write_images
     import onnx
     write_images(tmp_path / "images")

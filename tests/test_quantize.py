@@ -475,7 +475,7 @@ def test_onnxruntime_quantize_static_with_our_ranges(setup):
 def test_analyze_cli(setup):
     from click.testing import CliRunner
 
-    from deploy.quantize.cli import analyze_cmd
+    from deploy.analysis.cli import analyze_cmd
     root, _ = setup
     cfg = make_cfg(root, mode="max")
     res = CliRunner().invoke(analyze_cmd, [str(cfg.source), "--qdq", str(root / "a.qdq.onnx")])

@@ -19,14 +19,17 @@ import datetime as _dt
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import onnx
 
 from deploy.compiler import artifact, fp16_range, onnx_import, ops_scan, prepare
 from deploy.compiler import target as targets
 from deploy.compiler.backend import backend_for
 from deploy.config.build import BuildConfig
 from deploy.errors import DeployError
-from deploy.frontend.source import load_source
+from deploy.frontend.source import Source, load_source
 from deploy.io import atomic_write_bytes, sha256_file
 from deploy.runtime import suite
 from deploy.tvm_env import import_tvm
@@ -90,24 +93,8 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
     try:
         artifact.preflight(cfg.artifact_dir, f"{cfg.source}: workspace")  # writable, not being compiled
         # everything up to the build happens in memory: a failure there touches no file
-        with log.stage("load", bar):
-            src = load_source(cfg)
-            model = src.model
-            log(src.describe())
-        with log.stage("prepare", bar):
-            chw = onnx_import.check_inputs(cfg, model)
-            model = prepare.prepare(model, chw, log, simplify=cfg.backend.simplify)
-        with log.stage("check", bar):
-            ops_scan.check_supported(model, cfg.frontend.checkpoint)
-            overflow = None
-            if cfg.backend.dtype == "fp16":
-                overflow = fp16_range.overflow_layers(cfg, model, log)
-                fp16_range.warn(overflow or [], log)
-            hist = ops_scan.op_histogram(model)
-            log("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(hist.items())))
-            for name, shape in cfg.frontend.shape.items():
-                if shape[0] != 1 and not cfg.backend.batch_sizes:
-                    log(f"frontend.shape.{name}: batch {shape[0]} ignored: the module takes any batch")
+        loaded = load_checked(cfg, log, bar)
+        src, model, chw, overflow = loaded.source, loaded.model, loaded.chw, loaded.fp16_overflow
         with log.stage("target", bar):
             spec = target if target is not None else cfg.backend.target
             source = "--target" if target is not None else f"{cfg.source}: backend.compile.target"
@@ -163,6 +150,43 @@ def compile_build(cfg: BuildConfig, *, dtype: str | None = None, target: str | d
     finally:
         bar.close()
     return cfg.prefix
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The build's model as the compiler sees it (load_checked)."""
+    source: Source
+    model: onnx.ModelProto                    # prepared: what the int8 plan and the import take
+    chw: dict[str, tuple[int, int, int]]      # input name → (C, H, W) from frontend.shape
+    fp16_overflow: list[dict] | None = None   # fp16 builds: layers beyond the fp16 range
+
+
+def load_checked(cfg: BuildConfig, log: CompileLog | None = None, bar=None) -> Loaded:
+    """The stages load, prepare and check: the model read (or converted, deploy.frontend), its inputs
+    checked against frontend.shape, the graph prepared (deploy.compiler.prepare), every operator
+    checked (and, for fp16, the layers leaving fp16's range found). `deploy analyze` takes its graph
+    from here too, so the int8 plan it measures is the one a compile of the same YAML builds, and a
+    bad ONNX fails there with the compiler's message."""
+    log = CompileLog() if log is None else log
+    with log.stage("load", bar):
+        src = load_source(cfg)
+        model = src.model
+        log(src.describe())
+    with log.stage("prepare", bar):
+        chw = onnx_import.check_inputs(cfg, model)
+        model = prepare.prepare(model, chw, log, simplify=cfg.backend.simplify)
+    with log.stage("check", bar):
+        ops_scan.check_supported(model, cfg.frontend.checkpoint)
+        overflow = None
+        if cfg.backend.dtype == "fp16":
+            overflow = fp16_range.overflow_layers(cfg, model, log)
+            fp16_range.warn(overflow or [], log)
+        hist = ops_scan.op_histogram(model)
+        log("ops: " + ", ".join(f"{k}×{v}" for k, v in sorted(hist.items())))
+        for name, shape in cfg.frontend.shape.items():
+            if shape[0] != 1 and not cfg.backend.batch_sizes:
+                log(f"frontend.shape.{name}: batch {shape[0]} ignored: the module takes any batch")
+    return Loaded(src, model, chw, overflow)
 
 
 def _lower_int8(cfg: BuildConfig, model, tgt, recalibrate: bool, log, progress: bool):

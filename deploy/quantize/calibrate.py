@@ -76,7 +76,9 @@ def calibration_images(cfg: BuildConfig) -> list[Path]:
         raise ConfigError(f"{_yaml_key(cfg, 'path')}: {e}") from e
 
 
-def _batches(images: list[Path], load, batch: int, fixed: bool) -> Iterator[tuple[np.ndarray, int]]:
+def image_batches(images: list[Path], load, batch: int, fixed: bool) -> Iterator[tuple[np.ndarray, int]]:
+    """`(x, n)`: float32 NCHW batches of the preprocessed images, the first `n` rows real; a model with
+    a fixed batch size (`fixed`) gets its last batch padded with copies (callers leave them out)."""
     for start in range(0, len(images), batch):
         chunk = [load(p) for p in images[start:start + batch]]
         n = len(chunk)
@@ -112,7 +114,7 @@ def calibrate(cfg: BuildConfig, model: onnx.ModelProto, images: list[Path], tens
     input_name, dims = check_dataset_shape(cfg, model, pre.load(images[0]))
     fixed = isinstance(dims[0], int) and dims[0] > 0
     batch = dims[0] if fixed else BATCH
-    hists = collect_histograms(model, input_name, lambda: _batches(images, pre.load, batch, fixed), tensors,
+    hists = collect_histograms(model, input_name, lambda: image_batches(images, pre.load, batch, fixed), tensors,
                                num_bins=q.num_bins, total=len(images), progress=progress)
     out = {}
     for name, sh in hists.items():

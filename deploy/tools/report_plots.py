@@ -1,7 +1,8 @@
 """The report's plots, drawn with matplotlib (the optional `report` extra): the per-image IoU
-distribution of every run, and for a comparison the per-image IoU change and base-vs-other scatter.
-matplotlib lays out titles, ticks and labels itself (constrained layout), so long run names wrap
-instead of being cut at the image's edge."""
+distribution of every run, for a comparison the per-image IoU change and base-vs-other scatter, and
+the per-layer SQNR of an int8 analysis (`deploy analyze` draws it too). matplotlib lays out titles,
+ticks and labels itself (constrained layout), so long run names wrap instead of being cut at the
+image's edge."""
 from __future__ import annotations
 
 import textwrap
@@ -91,3 +92,39 @@ def scatter(comp: Comparison, path: Path) -> Path:
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, ax, path, f"Per-image IoU: each run against {comp.base.label}",
                  f"IoU ({comp.base.label})", "IoU (run)")
+
+
+LAYER_MODES = {"accumulated": "int8 from the input", "isolated": "only this conv in int8"}
+
+
+def layer_sqnr(layers: list[dict], path: Path, title: str) -> Path:
+    """SQNR (dB) of each quantized conv's output against fp32 along the network (graph order, as
+    `deploy analyze` writes them in analysis.json): accumulated (int8 from the input) and isolated
+    (only that conv in int8); the convs flagged worst in a mode are circled on its line. Exact outputs
+    (SQNR null) sit on the top edge."""
+    plt = require()
+    n = len(layers)
+    fig, ax = plt.subplots(figsize=(min(max(SIZE_IN[0], 0.16 * n + 2.5), 16.0), 4.8), layout="constrained")
+    x = np.arange(n)
+    series = {k: np.array([np.nan if L[k]["sqnr_db"] is None else L[k]["sqnr_db"] for L in layers], float)
+              for k in ("accumulated", "isolated")}
+    finite = np.concatenate([v[np.isfinite(v)] for v in series.values()] + [np.zeros(1)])
+    top = float(finite.max()) + 5.0
+    for k, style in (("accumulated", "o-"), ("isolated", "s--")):
+        v = np.where(np.isnan(series[k]), top, series[k])
+        line, = ax.plot(x, v, style, markersize=3.5, linewidth=1.4, label=f"{k} ({LAYER_MODES[k]})")
+        flagged = [i for i, L in enumerate(layers) if k in L.get("flags", ())]
+        if flagged:
+            ax.scatter(x[flagged], v[flagged], s=90, facecolors="none", edgecolors=line.get_color(), linewidths=1.5,
+                       label=f"worst ({k})", zorder=3)
+    step = max(1, int(np.ceil(n / 60)))
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels([_short(L["node"]) for L in layers][::step], rotation=90, fontsize=7)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, ax, path, title, "quantized conv (graph order)", "SQNR vs fp32 (dB)")
+
+
+def _short(name: str, width: int = 28) -> str:
+    """A node name that fits under a tick: its tail (exporters prefix the module path)."""
+    return name if len(name) <= width else "…" + name[-(width - 1):]
