@@ -53,30 +53,63 @@ def parse_slice_name(name: str) -> tuple[str, int] | None:
     return (m["volume"], int(m["index"])) if m else None
 
 
+def is_volume_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds LiTS volumes (`volume-<N>.nii[.gz]`): what `deploy run` reads as CT."""
+    folder = Path(folder)
+    return folder.is_dir() and any(_VOLUME.match(stem) for stem in _nifti_files(folder))
+
+
 def _nifti_files(folder: Path) -> dict[str, Path]:
     return {nifti_stem(p): p for p in sorted(folder.iterdir())
             if p.is_file() and p.name.lower().endswith(NIFTI_EXTS)}
 
 
-def find_cases(src: str | os.PathLike) -> list[Case]:
-    """The `volume-<N>` files of `src` with their `segmentation-<N>` files, by N."""
+def find_cases(src: str | os.PathLike, seg_dir: str | os.PathLike | None = None) -> list[Case]:
+    """The `volume-<N>` files of `src` with their `segmentation-<N>` files (in `seg_dir`, default `src`), by N."""
     src = Path(src)
     if not src.is_dir():
         raise DeployError(f"CT folder {src} is not a directory")
+    if seg_dir is not None and not Path(seg_dir).is_dir():
+        raise DeployError(f"segmentation folder {seg_dir} is not a directory")
     files = _nifti_files(src)
-    cases = [Case(int(m[1]), p, files.get(f"segmentation-{m[1]}"))
+    segs = files if seg_dir is None else _nifti_files(Path(seg_dir))
+    cases = [Case(int(m[1]), p, segs.get(f"segmentation-{m[1]}"))
              for stem, p in files.items() if (m := _VOLUME.match(stem))]
     if not cases:
         raise DeployError(f"no LiTS volumes (volume-<N>.nii or .nii.gz) in {src}")
     missing = [c.volume.name for c in cases if c.segmentation is None]
     if missing:
         warnings.warn(f"{len(missing)} of {len(cases)} volumes in {src} have no segmentation-<N> file "
-                      f"(e.g. {missing[0]}); their slices are exported without masks", DataWarning, stacklevel=2)
+                      f"(e.g. {missing[0]}); their slices have no masks", DataWarning, stacklevel=2)
     return sorted(cases, key=lambda c: c.number)
 
 
-def _mask(labels: np.ndarray, mode: str) -> np.ndarray:
+def label_mask(labels: np.ndarray, mode: str) -> np.ndarray:
+    """A slice's mask as `mode` writes it: the class ids, or liver-or-tumour as 255 ("liver")."""
     return labels if mode == "classes" else np.where(labels > 0, 255, 0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class CaseSlices:
+    """One case read and windowed: `ct` (Z, H, W) uint8 axial slices, `labels` (Z, H, W) class ids or None."""
+    stem: str
+    ct: np.ndarray
+    labels: np.ndarray | None
+
+    def name(self, k: int) -> str:
+        return slice_name(self.stem, k, len(self.ct))
+
+
+def load_case(case: Case, hu_window: tuple[float, float] = LIVER_WINDOW) -> CaseSlices:
+    """A case's axial slices as the export writes them (and `deploy run` on a NIfTI folder reads them)."""
+    ct = read_ct(case.volume)
+    seg = read_labels(case.segmentation) if case.segmentation else None
+    if seg is not None and seg.data.shape != ct.data.shape:
+        raise DeployError(f"{case.segmentation.name} has shape {seg.data.shape} but {case.volume.name} "
+                          f"has {ct.data.shape} (after reorienting both)")
+    slices = np.stack([window(ct.axial(k), *hu_window) for k in range(ct.num_slices)])
+    labels = None if seg is None else np.stack([seg.axial(k) for k in range(seg.num_slices)])
+    return CaseSlices(nifti_stem(case.volume), slices, labels)
 
 
 def export_slices(src: str | os.PathLike, dst: str | os.PathLike, *, hu_window: tuple[float, float] = LIVER_WINDOW,
@@ -90,16 +123,10 @@ def export_slices(src: str | os.PathLike, dst: str | os.PathLike, *, hu_window: 
     ct_dir, seg_dir = Path(dst) / CT_DIR, Path(dst) / SEG_DIR
     total = 0
     for case in tqdm(cases, desc="volumes", unit="vol", disable=not progress):
-        ct = read_ct(case.volume)
-        seg = read_labels(case.segmentation) if case.segmentation else None
-        if seg is not None and seg.data.shape != ct.data.shape:
-            raise DeployError(f"{case.segmentation.name} has shape {seg.data.shape} but {case.volume.name} "
-                              f"has {ct.data.shape} (after reorienting both)")
-        stem = nifti_stem(case.volume)
-        for k in range(ct.num_slices):
-            name = slice_name(stem, k, ct.num_slices)
-            write_png(ct_dir / name, window(ct.axial(k), *hu_window))
-            if seg is not None:
-                write_png(seg_dir / name, _mask(seg.axial(k), labels))
-        total += ct.num_slices
+        loaded = load_case(case, hu_window)
+        for k, ct in enumerate(loaded.ct):
+            write_png(ct_dir / loaded.name(k), ct)
+            if loaded.labels is not None:
+                write_png(seg_dir / loaded.name(k), label_mask(loaded.labels[k], labels))
+        total += len(loaded.ct)
     return len(cases), total

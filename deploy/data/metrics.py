@@ -123,12 +123,16 @@ def score_image(pred: Prediction, gt: np.ndarray, num_classes: int | None = None
     both routes agree: a binary model against the UNET-ZOO binarised grayscale GT; a multi-class one
     (argmax) by `class_mean` over `num_classes` (default: the output's channels) against a
     class-index GT (`read_label_map`), resized nearest."""
-    size = pred.labels.shape
+    gt_model = gt_at(gt, pred.labels.shape, pred.prob is not None)
     if pred.prob is not None:
-        gt_model = binarize_gt(gt, size).astype(np.uint8)
         return (*iou_dice(pred.labels, gt_model), gt_model)
-    gt_model = label_gt(gt, size)
     return (*class_mean(pred.labels, gt_model, num_classes or pred.classes), gt_model)
+
+
+def gt_at(gt: np.ndarray, size: tuple[int, int], binary: bool) -> np.ndarray:
+    """The GT as a prediction of `size` is scored against: 0/1 (UNET-ZOO binarised) for a binary
+    model, class ids (nearest resize) for a multi-class one."""
+    return binarize_gt(gt, size).astype(np.uint8) if binary else label_gt(gt, size)
 
 
 class ConfusionMatrix:

@@ -76,6 +76,22 @@ def _load(path: str | os.PathLike):
     return nib.as_closest_canonical(img)
 
 
+def axial_count(path: str | os.PathLike) -> int:
+    """How many axial slices `path` has in canonical orientation, from its header alone (listing the
+    slices of a folder of volumes must not decode every volume first)."""
+    nib = _nibabel()
+    try:
+        img = nib.load(os.fspath(path))
+    except FileNotFoundError:
+        raise DeployError(f"no NIfTI file {path}") from None
+    except Exception as e:  # as in _load
+        raise DeployError(f"cannot read NIfTI file {path}: {e}") from None
+    if len(img.shape) != 3:
+        raise DeployError(f"{path} is not a 3-D volume (shape {img.shape})")
+    axes = nib.orientations.io_orientation(img.affine)[:, 0]
+    return int(img.shape[int(np.flatnonzero(axes == 2)[0])])
+
+
 def _volume(img, data: np.ndarray) -> Volume:
     zooms = img.header.get_zooms()[:3]
     return Volume(data, np.asarray(img.affine, np.float64), tuple(float(z) for z in zooms))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.data.image import IMAGE_EXTS
+from deploy.data.image import IMAGE_EXTS, read_gt, read_image_rgb
 from deploy.errors import DeployError
 
 
@@ -29,8 +29,16 @@ class DataWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Sample:
+    """An image file and its mask file. `rgb()` and `gt()` are what a run reads of any sample (a CT
+    slice read straight from its volume, deploy.tools.volumes, answers the same two)."""
     image: Path
     mask: Path | None
+
+    def rgb(self) -> np.ndarray:
+        return read_image_rgb(self.image)
+
+    def gt(self, binary: bool) -> np.ndarray:
+        return read_gt(self.mask, binary)
 
 
 def _dir(folder: str | os.PathLike, what: str) -> Path:

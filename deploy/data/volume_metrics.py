@@ -56,6 +56,15 @@ def structures(pred: np.ndarray, gt: np.ndarray, binary: bool) -> dict[str, tupl
             TUMOUR: ((pred == 2) & keep, (gt == 2) & keep)}
 
 
+def slice_overlaps(pred: np.ndarray, gt: np.ndarray, binary: bool) -> dict[str, Overlap]:
+    """{structure: Overlap} of one slice (what a run keeps per slice, a few integers, instead of its masks)."""
+    out = {}
+    for key, (p, g) in structures(np.asarray(pred), np.asarray(gt), binary).items():
+        out[key] = Overlap()
+        out[key].add(p, g)
+    return out
+
+
 def _natural(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -69,12 +78,17 @@ class VolumeScores:
 
     def update(self, name: str, pred: np.ndarray, gt: np.ndarray, binary: bool) -> bool:
         """Add one scored slice; False (and nothing added) when `name` is not a slice name."""
+        return parse_slice_name(name) is not None and self.add(name, slice_overlaps(pred, gt, binary))
+
+    def add(self, name: str, overlaps: dict[str, Overlap]) -> bool:
+        """Add one slice's `slice_overlaps`; False (and nothing added) when `name` is not a slice name."""
         parsed = parse_slice_name(name)
         if parsed is None:
             return False
         case = self.cases.setdefault(parsed[0], {})
-        for key, (p, g) in structures(np.asarray(pred), np.asarray(gt), binary).items():
-            case.setdefault(key, Overlap()).add(p, g)
+        for key, o in overlaps.items():
+            total = case.setdefault(key, Overlap())
+            total += o
         self.slices += 1
         return True
 
@@ -95,6 +109,17 @@ class VolumeScores:
             "global": {k: pooled[k].dice for k in keys},
             "cases": {n: {k: self.cases[n][k].dice for k in keys} for n in names},
         }
+
+
+def volumes_csv(summary: dict) -> str:
+    """volumes.csv of a `VolumeScores.summary()`: one line per volume (its Dice per structure), then the
+    Dice per case (mean over volumes) and the global Dice (all voxels pooled), full precision."""
+    keys = list(summary["per_case"])
+    lines = [",".join(["volume", *(f"{k}_dice" for k in keys)])]
+    lines += [",".join([n, *(repr(d[k]) for k in keys)]) for n, d in summary["cases"].items()]
+    lines += [",".join([label, *(repr(summary[part][k]) for k in keys)])
+              for label, part in (("per_case_mean", "per_case"), ("global", "global"))]
+    return "\n".join(lines) + "\n"
 
 
 def volume_lines(summary: dict) -> list[str]:

@@ -112,3 +112,26 @@ def histogram(values: Sequence[float], title: str, bins: int = 20, size: tuple[i
         cv2.putText(img, f"mean {vals.mean():.3f}", (min(x + 4, w - 110), top + 14), font, 0.4, (220, 60, 60), 1,
                     cv2.LINE_AA)
     return img
+
+
+def montage(tiles: Sequence[np.ndarray], captions: Sequence[str], title: str, cols: int = 3,
+            tile: int = 256) -> np.ndarray:
+    """(H, W, 3) RGB: `tiles` (RGB images) scaled to fit `tile` pixels, in rows of `cols`, each with its
+    caption above it, under a title line (a volume's slices side by side: deploy eval's volumes/)."""
+    font, dark, pad, line = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40), 6, 18
+    cols = max(1, min(cols, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    width = cols * (tile + pad) + pad
+    img = np.full((line + 10 + rows * (tile + line + pad) + pad, width, 3), 255, np.uint8)
+    text, scale = fit_text(title, width - 2 * pad, 0.55)
+    cv2.putText(img, text, (pad, line), font, scale, dark, 1, cv2.LINE_AA)
+    for i, (t, caption) in enumerate(zip(tiles, captions)):
+        h, w = t.shape[:2]
+        f = tile / max(h, w)
+        t = cv2.resize(t, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_NEAREST)
+        x = pad + (i % cols) * (tile + pad)
+        y = line + 10 + (i // cols) * (tile + line + pad)
+        text, scale = fit_text(caption, tile, 0.45)
+        cv2.putText(img, text, (x, y + 13), font, scale, dark, 1, cv2.LINE_AA)
+        img[y + line:y + line + t.shape[0], x:x + t.shape[1]] = t
+    return img

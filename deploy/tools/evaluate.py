@@ -15,7 +15,8 @@ and global Dice for the liver and, for a liver/tumour model, the tumour (deploy.
 
 `--draw_dir` gets, per image, `<stem>.png` (the predicted mask at model size, as the vendor script
 writes) and `<stem>_overlay.png` (the prediction blended on the source image, GT contour green,
-prediction contour red), and once results.csv, summary.json, summary.md and iou_hist.png; a datalist
+prediction contour red), and once results.csv, summary.json, summary.md and iou_hist.png (CT slices
+also volumes.csv and `volumes/<volume>.png`, a few slices per volume side by side: deploy.tools.volumes); a datalist
 whose drawings would share a name (`x` + `x_overlay`, two `z.npz` in other folders) is refused up front.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from deploy.errors import DeployError
 from deploy.tools import draw, files, report
 from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
-from deploy.data.volume_metrics import VolumeScores, volume_lines
+from deploy.data.volume_metrics import VolumeScores, slice_overlaps, volume_lines
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
 
 
@@ -84,7 +85,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     if drawn:
         check_outside(drawn, "--draw_dir", source=src_dir, mask=gt_dir, output=out_dir)
         files.refuse_collisions(drawn, {str(e): _drawings(e.stem) for e in entries},
-                                (report.RESULTS, *report.SUMMARY_FILES.values()))
+                                (report.RESULTS, report.VOLUMES, *report.SUMMARY_FILES.values()))
         drawn.mkdir(parents=True, exist_ok=True)
     shape_notes: set = set()
 
@@ -144,6 +145,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     rows: list[Row] = []
     confusion: ConfusionMatrix | None = None
     volumes = VolumeScores()
+    ct_slices: dict = {}  # scored CT slice name → its overlaps (the montages pick slices by them)
     from tqdm import tqdm
     with ThreadPoolExecutor(workers) as pool:
         for row, scored in tqdm(_ordered(pool, one, entries, 4 * workers), total=len(entries), unit="img",
@@ -156,7 +158,9 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
                 if confusion is None:
                     confusion = ConfusionMatrix(k, ignore_index=None if binary else 255)
                 confusion.update(labels, gt_model)
-                volumes.update(row.image, labels, gt_model, binary)
+                overlaps = slice_overlaps(labels, gt_model, binary)
+                if volumes.add(row.image, overlaps):
+                    ct_slices[row.image] = overlaps
     for note in sorted(shape_notes):
         click.echo(f"note: {note}", err=True)
     summary = report.summarize(rows, datalist=str(datalist), out_npz_dir=str(out_dir),
@@ -168,6 +172,10 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
     if drawn:
         report.write_rows(drawn / report.RESULTS, rows)
         report.write_summary(drawn, summary, rows, f"deploy eval: {out_dir}")
+        if summary["volumes"] is not None:
+            from deploy.tools.volumes import write_montages
+            report.write_volumes(drawn, summary["volumes"])
+            write_montages(drawn, ct_slices, summary["volumes"], lambda stem: _drawings(stem)[1])
     click.echo(report.means_line(summary))
     if confusion is not None:
         c = summary["confusion"]

@@ -21,6 +21,7 @@ BAD_MASK = "unreadable mask"
 MISSING_OUTPUT = "missing output"
 FIELDS = ("image", "mask", "status", "iou", "dice", "detail")
 RESULTS = "results.csv"
+VOLUMES = "volumes.csv"  # CT slices grouped by volume (deploy.data.volume_metrics)
 SUMMARY_FILES = {"json": "summary.json", "md": "summary.md", "hist": "iou_hist.png"}  # write_summary's files
 
 
@@ -155,6 +156,12 @@ def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], ti
     atomic_write_json(paths["json"], summary, default=str)
     atomic_write_text(paths["md"], _markdown(summary, rows, title))
     return paths
+
+
+def write_volumes(out_dir: str | os.PathLike, volumes: dict) -> Path:
+    """volumes.csv of a run's or an evaluation's volume summary (deploy.data.volume_metrics)."""
+    from deploy.data.volume_metrics import volumes_csv
+    return atomic_write_text(Path(out_dir) / VOLUMES, volumes_csv(volumes))
 
 
 def _fmt(v) -> str:

@@ -15,6 +15,13 @@ interrupted run (Ctrl-C, a crash) leaves only complete outputs; `--resume` keeps
 present and valid and does the rest — after checking against `run.json`
 that the model, preprocessing and scoring settings are the ones those outputs were made with.
 
+CT: `--file_path` may be a folder of LiTS volumes (`volume-<N>.nii[.gz]`, GT `segmentation-<N>` beside
+them or in `--gt_path`): its axial slices are segmented as if `deploy data slices` had exported them
+(deploy.tools.volumes, HU window `--hu-window`, default the liver window), with the same per-slice
+outputs. Slices named `<volume>_slice-<k>` (either way) are also scored per volume as LiTS does:
+`volumes.csv` (Dice per volume, per case and global, liver and tumour; deploy.data.volume_metrics,
+the code `deploy eval` scores volumes with) and a table in summary.md.
+
 Scores: those of `deploy eval` (deploy.data.metrics.score_image), at the model's size: the UNET-ZOO
 IoU/Dice for a single-channel output; for a multi-channel (argmax) one, the mean over the classes
 present of a class-index mask (palette PNGs read as their indices, 255 = ignore); `deploy eval
@@ -38,6 +45,7 @@ from deploy.tools import files, report
 from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
 from deploy.data.metrics import PRED_THRESHOLD
+from deploy.data.volume_metrics import VolumeScores, volume_lines
 from deploy.tools.ray_run import describe, ray_option, route
 from deploy.tools.report import NO_MASK, OK, Row
 from deploy.tools.segment import ImageJob, Outputs
@@ -50,25 +58,20 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         limit: int | None = None, mask_suffix: str | None = None, threshold: float = PRED_THRESHOLD,
         out_index: int | None = None, sigmoid: bool = False, resume: bool = False, npz: bool = True,
         num_threads: int | None = None, progress: bool | None = None, verbose: bool = False,
-        ray: str | None = None) -> dict:
+        ray: str | None = None, hu_window: tuple[float, float] | None = None) -> dict:
     """Run the pipeline; returns the summary dict (also written to `save_dir`/summary.json).
-    `ray`: run on a Ray cluster instead (deploy.tools.ray_run: "local" starts one, else its address)."""
-    from deploy.data.readers import DataWarning, pair_masks
-
+    `ray`: run on a Ray cluster instead (deploy.tools.ray_run: "local" starts one, else its address).
+    `image_dir` may be a folder of CT volumes (see the module doc); `hu_window` applies only there."""
     check_finite("threshold", threshold)
     check_outside(save_dir, "--save_dir", image=image_dir, mask=mask_dir)
     _, pre = vdsp_preprocessor(vdsp_params)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        samples = pair_masks(image_dir, mask_dir, mask_suffix)
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+    samples, images_identity = _samples(image_dir, mask_dir, mask_suffix, hu_window)
     masks_identity = {"path": None if mask_dir is None else str(Path(mask_dir).resolve()),
-                      "sha256": sha256_files(s.mask for s in samples if s.mask is not None)}
+                      "sha256": sha256_files(dict.fromkeys(s.mask for s in samples if s.mask is not None))}
     if limit is not None:
         samples = samples[:max(0, limit)]
     files.refuse_collisions(save_dir, {str(s.image): Outputs.of(Path(), s.image.stem).names() for s in samples},
-                            (RESULTS, SETTINGS, *report.SUMMARY_FILES.values()))
+                            (RESULTS, SETTINGS, report.VOLUMES, *report.SUMMARY_FILES.values()))
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,7 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     idx = output_index(model, out_index)
     keys = tuple(f"output_{i}" for i in range(len(model.outputs))) if npz else ()
 
-    settings = {"model": _model_identity(model), "images": {"path": str(Path(image_dir).resolve())},
+    settings = {"model": _model_identity(model), "images": images_identity,
                 "masks": masks_identity, "vdsp_params": json.loads(Path(vdsp_params).read_text()),
                 "threshold": threshold, "output_index": idx, "sigmoid": sigmoid}
     if resume:
@@ -98,15 +101,26 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
     if resume:
         click.echo(f"resume: {len(rows)} image(s) already done, {len(todo)} to do", err=True)
 
-    results, cluster = route(ImageJob(pre, idx, threshold, sigmoid, npz), model, todo, save_dir, batch=batch,
-                             workers=workers, num_threads=num_threads, ray=ray)
+    job = ImageJob(pre, idx, threshold, sigmoid, npz)
+    volumes = VolumeScores()
+    binary = _binary_output(model.outputs[idx].shape)
+    for s in samples:
+        if s.image.name in kept and kept[s.image.name].status == OK:
+            overlaps = job.rescore(s, save_dir, binary)
+            if overlaps is not None:
+                volumes.add(s.image.name, overlaps)
+    results, cluster = route(job, model, todo, save_dir, batch=batch, workers=workers, num_threads=num_threads,
+                             ray=ray)
     appender = report.RowAppender(save_dir / RESULTS, rows)
     from tqdm import tqdm
     bar = tqdm(total=len(todo), unit="img", disable=(None if progress is None else not progress), leave=False)
     new = 0
     t0 = time.perf_counter()
     try:
-        for row in (r.row for r in results):
+        for rendered in results:
+            row = rendered.row
+            if rendered.overlaps is not None:
+                volumes.add(row.image, rendered.overlaps)
             appender.add(row)
             rows.append(row)
             new += 1
@@ -128,9 +142,14 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         rows, model=str(model_prefix), vdsp_params=str(vdsp_params), batch=batch, workers=workers,
         threshold=threshold, output_index=idx, npz=npz, resumed=len(kept), processed=new, elapsed_s=elapsed,
         throughput_ips=(new / elapsed if new and elapsed > 0 else None), image_dir=str(Path(image_dir).resolve()),
-        mask_dir=str(Path(mask_dir).resolve()) if mask_dir else None, **({"ray": cluster.info} if cluster else {}))
+        mask_dir=str(Path(mask_dir).resolve()) if mask_dir else None, volumes=volumes.summary(),
+        **({"ray": cluster.info} if cluster else {}))
     report.write_summary(save_dir, summary, rows, f"deploy run: {Path(model_prefix)}")
     click.echo(report.means_line(summary))
+    if summary["volumes"] is not None:
+        report.write_volumes(save_dir, summary["volumes"])
+        for line in volume_lines(summary["volumes"]):
+            click.echo(line)
     if new:
         click.echo(f"throughput: {new / elapsed:.2f} images/s ({new} images in {elapsed:.2f} s, batch {batch}, "
                    f"{workers} reader threads)")
@@ -141,6 +160,42 @@ def run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir=None, *, batch:
         click.echo(issues, err=True)
     click.echo(report.report_hint(save_dir))
     return summary
+
+
+def _samples(image_dir, mask_dir, mask_suffix: str | None, hu_window: tuple[float, float] | None
+             ) -> tuple[list, dict]:
+    """The samples of a run and what run.json records of their source: image files paired with their
+    masks, or the slices of a folder of CT volumes."""
+    from deploy.data.ct_slices import is_volume_folder
+    from deploy.data.nifti import LIVER_WINDOW
+    from deploy.data.readers import DataWarning, pair_masks
+
+    volume_folder = is_volume_folder(image_dir)
+    if not volume_folder and hu_window is not None:
+        raise DeployError(f"--hu-window applies to a folder of CT volumes (volume-<N>.nii[.gz]); {image_dir} "
+                          "has none")
+    if volume_folder and mask_suffix is not None:
+        raise DeployError(f"--mask-suffix: {image_dir} holds CT volumes, whose masks are the "
+                          "segmentation-<N>.nii[.gz] files")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        if volume_folder:
+            from deploy.tools.volumes import slice_samples
+            hu_window = tuple(hu_window or LIVER_WINDOW)
+            samples = slice_samples(image_dir, mask_dir, hu_window)
+        else:
+            samples = pair_masks(image_dir, mask_dir, mask_suffix)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+    identity = {"path": str(Path(image_dir).resolve())}
+    if volume_folder:
+        identity["hu_window"] = list(hu_window)
+    return samples, identity
+
+
+def _binary_output(shape) -> bool:
+    """Whether a model output of `shape` is one probability map (deploy.data.metrics.predict's rule)."""
+    return len(shape) < 4 or shape[1] == 1
 
 
 def _model_identity(model) -> dict:
@@ -213,11 +268,14 @@ def _check_settings(path: Path, now: dict) -> None:
               help="Threads the model may use [default: all cores].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when stderr is a terminal].")
 @click.option("-v", "--verbose", is_flag=True, help="Print each image's Dice and IoU, as the vendor script does.")
+@click.option("--hu-window", "hu_window", nargs=2, type=FiniteFloat(), default=None, metavar="LOW HIGH",
+              help="CT volumes (--file_path a folder of volume-N.nii[.gz]): the HU window mapped onto 0..255 "
+                   "[default: the liver window -200 250].")
 @ray_option
 def cli(image_dir, mask_dir, model_prefix, vdsp_params, device, batch, save_dir, workers, limit, mask_suffix,
-        threshold, out_index, sigmoid, resume, npz, num_threads, progress, verbose, ray):
+        threshold, out_index, sigmoid, resume, npz, num_threads, progress, verbose, hu_window, ray):
     """Segment images with a compiled model and score them (vendor: vsx_inference.py)."""
     warn_device(device)
     run(image_dir, model_prefix, vdsp_params, save_dir, mask_dir, batch=batch, workers=workers, limit=limit,
         mask_suffix=mask_suffix, threshold=threshold, out_index=out_index, sigmoid=sigmoid, resume=resume,
-        npz=npz, num_threads=num_threads, progress=progress, verbose=verbose, ray=ray)
+        npz=npz, num_threads=num_threads, progress=progress, verbose=verbose, ray=ray, hu_window=hu_window)

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from deploy.data.metrics import predict, score_image
+from deploy.data.ct_slices import parse_slice_name
+from deploy.data.metrics import gt_at, predict, score_image
+from deploy.data.volume_metrics import Overlap, slice_overlaps
 from deploy.io import atomic_write_bytes
 from deploy.tools import files
 from deploy.tools.draw import mask_image
@@ -39,6 +41,11 @@ class Outputs:
         return (not keys or files.npz_ok(self.npz, keys)) and _png_ok(self.mask) and _png_ok(self.model_mask)
 
 
+def _overlaps(sample: Any, labels: np.ndarray, gt_model: np.ndarray, binary: bool) -> dict[str, Overlap] | None:
+    """A CT slice's (named `<volume>_slice-<k>`) voxel counts for the volume metrics; None for other images."""
+    return slice_overlaps(labels, gt_model, binary) if parse_slice_name(sample.image.name) else None
+
+
 def _png_ok(path: Path) -> bool:
     """A complete PNG ends with its IEND chunk (a cheap check; the files are written atomically anyway)."""
     try:
@@ -52,11 +59,12 @@ def _png_ok(path: Path) -> bool:
 @dataclass(frozen=True)
 class Rendered:
     """An image's results row and its encoded files (None: not written — no npz wanted, or the image
-    was unreadable)."""
+    was unreadable); `overlaps`: a scored CT slice's voxel counts for the volume metrics (volumes.csv)."""
     row: Row
     npz: bytes | None = None
     mask: bytes | None = None
     model_mask: bytes | None = None
+    overlaps: dict[str, Overlap] | None = None
 
 
 def write(save_dir: Path, sample: Any, rendered: Rendered) -> Rendered:
@@ -65,7 +73,7 @@ def write(save_dir: Path, sample: Any, rendered: Rendered) -> Rendered:
     for path, data in ((out.npz, rendered.npz), (out.model_mask, rendered.model_mask), (out.mask, rendered.mask)):
         if data is not None:
             atomic_write_bytes(path, data)
-    return Rendered(rendered.row)
+    return Rendered(rendered.row, overlaps=rendered.overlaps)
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,11 @@ class ImageJob:
     npz: bool           # keep the raw outputs as <stem>.npz
 
     def load(self, sample: Any) -> tuple[np.ndarray, tuple[int, int]]:
-        from deploy.data.image import read_image_rgb
-        img = read_image_rgb(sample.image)
+        img = sample.rgb()
         return self.pre.from_rgb(img), img.shape[:2]
 
     def render(self, sample: Any, src_size: tuple[int, int], outs: list[np.ndarray]) -> Rendered:
-        from deploy.data.image import ImageReadError, read_gt
+        from deploy.data.image import ImageReadError
         npz = files.npz_bytes({f"output_{i}": o for i, o in enumerate(outs)}) if self.npz else None
         pred = predict(outs[self.out_index][0], self.threshold, self.sigmoid)
         binary = pred.prob is not None
@@ -93,11 +100,23 @@ class ImageJob:
         if sample.mask is None:
             return encoded
         try:
-            gt = read_gt(sample.mask, binary)
+            gt = sample.gt(binary)
         except ImageReadError as e:
             return replace(encoded, row=Row(sample.image.name, BAD_MASK, mask=sample.mask.name, detail=str(e)))
-        iou, dice, _ = score_image(pred, gt)
-        return replace(encoded, row=Row(sample.image.name, OK, iou, dice, mask=sample.mask.name))
+        iou, dice, gt_model = score_image(pred, gt)
+        return replace(encoded, row=Row(sample.image.name, OK, iou, dice, mask=sample.mask.name),
+                       overlaps=_overlaps(sample, pred.labels, gt_model, binary))
+
+    def rescore(self, sample: Any, save_dir: Path, binary: bool) -> dict[str, Overlap] | None:
+        """A slice an earlier run scored (--resume keeps it): its volume overlaps, from the model-size
+        mask that run saved against the GT, as `render` counts them."""
+        from deploy.data.image import read_mask
+        if sample.mask is None or parse_slice_name(sample.image.name) is None:
+            return None
+        labels = read_mask(Outputs.of(save_dir, sample.image.stem).model_mask)
+        if binary:
+            labels = (labels != 0).astype(np.uint8)
+        return _overlaps(sample, labels, gt_at(sample.gt(binary), labels.shape, binary), binary)
 
     def write(self, save_dir: Path, sample: Any, rendered: Rendered) -> Rendered:
         """What the Ray route's driver does with a worker's Rendered: `write` (the module function)."""
