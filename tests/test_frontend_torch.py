@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -77,7 +78,21 @@ class EncDec(nn.Module):
         return [self.aux(d), self.head(torch.cat([e, self.up(d)], 1))]
 
 
-NETS = {"fcn": FCN, "mobileseg": MobileSeg, "encdec": EncDec}
+class Heads(nn.Module):
+    """torchvision's segmentation convention: a dict with the prediction "out" and a training head "aux"."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU())
+        self.out = nn.Conv2d(8, 2, 1)
+        self.aux = nn.Conv2d(8, 1, 3, 1, 1)
+
+    def forward(self, x):
+        f = self.body(x)
+        return {"aux": self.aux(f), "out": self.out(f)}
+
+
+NETS = {"fcn": FCN, "mobileseg": MobileSeg, "encdec": EncDec, "heads": Heads}
 
 
 def make_net(name: str) -> nn.Module:
@@ -90,12 +105,12 @@ def make_net(name: str) -> nn.Module:
     return net.eval()
 
 
-def save_torch(net: nn.Module, path: Path, fmt: str) -> Path:
-    x = torch.randn(1, 3, SIZE, SIZE)
+def save_torch(net: nn.Module, path: Path, fmt: str, size: int = SIZE) -> Path:
+    x = torch.randn(1, 3, size, size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if fmt == "torchscript":
-            torch.jit.trace(net, x).save(str(path))
+            torch.jit.trace(net, x, strict=False).save(str(path))  # strict=False: a dict result
         else:
             n = torch.export.Dim("N", min=1, max=64)
             torch.export.save(torch.export.export(net, (x.repeat(2, 1, 1, 1),), dynamic_shapes=({0: n},)), str(path))
@@ -116,19 +131,32 @@ def save_onnx(net: nn.Module, path: Path) -> Path:
     return path
 
 
-def write_yaml(tmp: Path, name: str, kind: str, checkpoint: Path, dtype: str = "fp32", dataset: Path | None = None):
-    doc = {"name": name,
-           "frontend": {"type": kind, "checkpoint": str(checkpoint), "shape": {"input": [1, 3, SIZE, SIZE]}},
+def write_yaml(tmp: Path, name: str, kind: str, checkpoint: Path, dtype: str = "fp32", dataset: Path | None = None,
+               output: str | int | None = None, size: int = SIZE):
+    frontend = {"type": kind, "checkpoint": str(checkpoint), "shape": {"input": [1, 3, size, size]}}
+    if output is not None:
+        frontend["output"] = output
+    doc = {"name": name, "frontend": frontend,
            "backend": {"type": "tvm_vacc", "dtype": dtype},
            "dataset": {"type": "tvm", "path": str(dataset or tmp / "images"),
                        "sampler": {"suffix": "png", "get_data_num": 4},
-                       "process_ops": [{"type": "DecodeImage"}, {"type": "Resize", "size": [SIZE, SIZE]},
+                       "process_ops": [{"type": "DecodeImage"}, {"type": "Resize", "size": [size, size]},
                                        {"type": "Normalize", "mean": [0.5] * 3, "std": [0.25] * 3},
                                        {"type": "ToTensor"}]},
            "workspace": {"path": str(tmp / "ws")}}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def write_images(folder: Path, n: int, size: int) -> Path:
+    """`n` random PNGs (calibration images for int8 builds)."""
+    import cv2
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    return folder
 
 
 def batch(n: int = 3) -> np.ndarray:
@@ -161,14 +189,15 @@ def onnx_suites(tmp_path_factory):
     return get
 
 
-def compile_torch(tmp: Path, name: str, fmt: str, dtype: str = "fp32", dataset: Path | None = None) -> Path:
+def compile_torch(tmp: Path, name: str, fmt: str, dtype: str = "fp32", dataset: Path | None = None,
+                  output: str | int | None = None) -> Path:
     ckpt = save_torch(make_net(name), tmp / f"{name}.{'pt' if fmt == 'torchscript' else 'pt2'}", fmt)
     return compile_build(load_build_config(write_yaml(tmp, f"{name}_{fmt.replace('.', '')}", "pytorch", ckpt,
-                                                      dtype, dataset)))
+                                                      dtype, dataset, output)))
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
-@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("name", ["fcn", "mobileseg", "encdec"])
 def test_pytorch_matches_onnx_route(name, fmt, tmp_path, onnx_suites):
     onnx_prefix, ref = onnx_suites(name)
     prefix = compile_torch(tmp_path, name, fmt)
@@ -202,12 +231,7 @@ def test_seed_models_reduced_width(name, tmp_path, onnx_suites):
 @pytest.mark.slow
 def test_int8_matches_onnx_route(tmp_path):
     """int8 calibrates the converted ONNX: the same scales, the same integer model as the ONNX route."""
-    import cv2
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    images = write_images(tmp_path / "images", 4, SIZE)
     net = make_net("fcn")
     onnx_prefix = compile_build(load_build_config(
         write_yaml(tmp_path, "fcn_onnx", "onnx", save_onnx(net, tmp_path / "fcn.onnx"), "int8", images)))
@@ -215,6 +239,42 @@ def test_int8_matches_onnx_route(tmp_path):
     assert max_diff(Model(prefix).run(batch()), Model(onnx_prefix).run(batch())) < 1e-5
     meta = json.loads(prefix.with_name("mod.json").read_text())
     assert meta["quantization"]["quantized"] and prefix.with_name("mod.qdq.onnx").is_file()
+
+
+@pytest.mark.parametrize("name, fmt, output, key", [
+    ("heads", "torchscript", None, "out"),       # a dict deploys its "out" by default
+    ("heads", "torch.export", "aux", "aux"),     # frontend.output: a dict key
+    ("heads", "torchscript", 0, "aux"),          # … or an index into the dict's entries
+    ("encdec", "torch.export", -1, 1)])          # … or into a list, from the end
+def test_output_key_chooses_what_is_deployed(name, fmt, output, key, tmp_path):
+    prefix = compile_torch(tmp_path, name, fmt, output=output)
+    with torch.no_grad():
+        want = make_net(name)(torch.from_numpy(batch()))[key].numpy()
+    got = Model(prefix).run(batch())
+    assert len(got) == 1 and max_diff(got, [want]) < 1e-4
+    meta = json.loads(prefix.with_name("mod.json").read_text())
+    assert [o["name"] for o in meta["outputs"]] == ["output"] and meta["main_output"] == "output"
+    assert meta["sources"]["pytorch"]["outputs"] == {"output": key}
+    assert meta["sources"]["pytorch"]["returns"] == ("dict" if name == "heads" else "tuple")
+
+
+@pytest.mark.parametrize("name, kind, output, error", [
+    ("heads", "pytorch", "logits", r"frontend.output: 'logits' is not a result of the model: it returns a dict; "
+                                   r"accepted: 'aux', 'out'"),
+    ("heads", "pytorch", 2, r"frontend.output: index 2 is out of range: the model returns a dict of 2 "
+                            r"\('aux', 'out'\)"),
+    ("encdec", "pytorch", "out", r"frontend.output: 'out' is not a result .* tuple; accepted: an index 0..1"),
+    ("fcn", "pytorch", 0, r"frontend.output: 0: the model returns one tensor"),
+    ("fcn", "onnx", "out", r"frontend.output: 'out': chooses the result of a PyTorch model's forward"),
+    ("fcn", "pytorch", True, r"frontend.output: expected a string or an integer, got a boolean True")])
+def test_bad_output_key(name, kind, output, error, tmp_path):
+    """Each names the build file and the key, and nothing is written."""
+    net = make_net(name)
+    ckpt = save_onnx(net, tmp_path / "m.onnx") if kind == "onnx" else save_torch(net, tmp_path / "m.pt", "torchscript")
+    yml = write_yaml(tmp_path, "m", kind, ckpt, output=output)
+    with pytest.raises(ConfigError, match=re.escape(str(yml)) + ": " + error):
+        compile_build(load_build_config(yml))
+    assert not (tmp_path / "ws").exists()
 
 
 def test_bad_pytorch_files(tmp_path):
@@ -228,7 +288,9 @@ def test_bad_pytorch_files(tmp_path):
     wrong = save_torch(make_net("fcn"), tmp_path / "fcn.pt", "torchscript")
     yml = write_yaml(tmp_path, "c", "pytorch", wrong)
     yml.write_text(yml.read_text().replace("- 3\n", "- 4\n", 1))  # 4 channels into a 3-channel conv
-    with pytest.raises(DeployError, match=r"torch could not export the torchscript model"):
+    with pytest.raises(DeployError, match=r"fcn.pt \(torchscript, frontend.checkpoint in .*c.yaml\): the model "
+                                          r"does not run at frontend.shape \[\[1, 4, 32, 32\]\]: RuntimeError: "
+                                          r"Given groups=1, weight of size \[8, 3, 3, 3\], expected input"):
         compile_build(load_build_config(yml))
     assert not ws.exists()  # nothing written before the build succeeds
 
@@ -252,12 +314,14 @@ def test_batch_the_conversion_would_bake_in_is_refused(tmp_path):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain = torch.jit.trace(pytorch._flat(torch, program), pytorch._inputs(torch, shapes, 0), check_trace=False)
+        outs = pytorch.Outputs.of(torch, program(*pytorch._inputs(torch, shapes, 0)), None, tmp_path / "y.yaml")
+        plain = torch.jit.trace(pytorch._flat(torch, program, outs), pytorch._inputs(torch, shapes, 0),
+                                check_trace=False)
         torch.onnx.export(plain, pytorch._inputs(torch, shapes, 0), buf, dynamo=False, input_names=["input"],
                           dynamic_axes={"input": {0: "N"}})
     with pytest.raises(DeployError, match=r"does not follow the batch \(batch 2 vs torch: .*Gemm"):
-        pytorch._check_batch(torch, program, buf.getvalue(), shapes, "m.pt2")
-    pytorch.to_onnx(path, shapes, where="test")  # the conversion itself passes the check
+        pytorch._check_batch(torch, program, buf.getvalue(), shapes, "m.pt2", outs)
+    pytorch.to_onnx(path, shapes, yaml=tmp_path / "y.yaml")  # the conversion itself passes the check
 
     n = torch.export.Dim("N", min=1, max=64)
     ep = torch.export.export(BatchIndexed(), (torch.randn(2, 3, SIZE, SIZE),), dynamic_shapes=({0: n},))

@@ -23,6 +23,7 @@ class Frontend:
     checkpoint: Path
     shape: dict[str, tuple[int, ...]]  # input name → NCHW as written in the YAML
     dtype: str = "fp32"
+    output: str | int | None = None  # pytorch: the dict key or tuple index to deploy (None: deploy.frontend.pytorch)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def _dataset(n: Node | None, ops_key: str) -> Dataset:
 def _current(root: Node) -> BuildConfig:
     root.warn_unknown(("name", "frontend", "backend", "dataset", "workspace"))
     fe = root.child("frontend")
-    fe.warn_unknown(("type", "checkpoint", "shape", "dtype", "language"))
+    fe.warn_unknown(("type", "checkpoint", "shape", "dtype", "language", "output"))
     be = root.child("backend")
     be.warn_unknown(("type", "dtype", "compile", "quantize"))
     ws = root.child("workspace", required=False)
@@ -200,7 +201,8 @@ def _current(root: Node) -> BuildConfig:
     return BuildConfig(
         name=_name(root, "name"),
         frontend=Frontend(type=fe.get("type", str), checkpoint=fe.path_value("checkpoint"),
-                          shape=_shape(fe, "shape"), dtype=fe.get("dtype", str, "fp32", ("fp32",))),
+                          shape=_shape(fe, "shape"), dtype=fe.get("dtype", str, "fp32", ("fp32",)),
+                          output=fe.get("output", (str, int), None)),
         backend=Backend(type=be.get("type", str, "tvm_vacc", BACKENDS), dtype=be.get("dtype", str, choices=DTYPES),
                         quantize=_quantize(be.child("quantize", required=False)), **options),
         dataset=_dataset(root.child("dataset", required=False), "process_ops"),

@@ -1,8 +1,9 @@
 """`frontend.type: pytorch`: a TorchScript file or a torch.export program → ONNX, inside the compile.
 
-The file is loaded (`torch.jit.load`; `torch.export.load` for `.pt2`), traced once at the YAML's
-`frontend.shape` (random example inputs) behind a wrapper that turns list outputs into a tuple of
-graph outputs, and exported by torch's TorchScript-based ONNX exporter (`dynamo=False`, opset 17)
+The file is loaded (`torch.jit.load`; `torch.export.load` for `.pt2`), run once at the YAML's
+`frontend.shape` (random example inputs) to see what it returns, traced behind a wrapper that
+returns the results to deploy as graph outputs (Outputs: a dict's "out", a tuple's tensors, or the
+one `frontend.output` names), and exported by torch's TorchScript-based ONNX exporter (`dynamo=False`, opset 17)
 with the batch dim of every input and output named `N`. From there the build is an ONNX build:
 the same graph preparation (deploy.compiler.prepare), fp16 range check, int8 calibration (on the
 ONNX graph in onnxruntime), backend and suite; the ONNX is kept in the suite (`mod.source.onnx`).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import io
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import ConfigError, DeployError
@@ -54,27 +56,105 @@ def import_torch():
     return torch
 
 
-def to_onnx(path: Path, shapes: dict[str, tuple[int, ...]], *, where: str) -> tuple[bytes, dict]:
+def to_onnx(path: Path, shapes: dict[str, tuple[int, ...]], *, yaml: Path,
+            output: str | int | None = None) -> tuple[bytes, dict]:
     """The ONNX bytes of the model in `path` with inputs named and shaped as `shapes` (NCHW, batch
-    dynamic), and what mod.json records about the file (format, torch version)."""
+    dynamic) and outputs chosen by `output` (frontend.output, see `Outputs`), and what mod.json
+    records about the file (format, torch version, which forward results became which outputs)."""
     torch = import_torch()
+    where = f"frontend.checkpoint in {yaml}"
     fn, fmt = _load(torch, path, where)
     example = _inputs(torch, shapes, 0)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), _one_thread(torch):
         warnings.simplefilter("ignore")  # the tracer's and the legacy exporter's notices
+        outs = Outputs.of(torch, _run(fn, example, f"{path} ({fmt}, {where})"), output, yaml)
         try:
-            flat = _flat(torch, fn)
+            flat = _flat(torch, fn, outs)
             traced = torch.jit.trace(flat, example, check_trace=False)
-            names = ["output"] if flat.outputs is None else [f"output_{i}" for i in range(flat.outputs)]
             torch.onnx.export(traced, example, buf, dynamo=False, opset_version=OPSET, input_names=list(shapes),
-                              output_names=names, dynamic_axes={n: {0: BATCH} for n in [*shapes, *names]},
+                              output_names=outs.names, dynamic_axes={n: {0: BATCH} for n in [*shapes, *outs.names]},
                               do_constant_folding=True)
         except Exception as e:  # noqa: BLE001 - the tracer and exporter raise many types
             raise DeployError(f"{path}: torch could not export the {fmt} model to ONNX at frontend.shape "
                               f"{ {k: list(v) for k, v in shapes.items()} } ({where}): {type(e).__name__}: {e}") from e
-        _check_batch(torch, fn, buf.getvalue(), shapes, f"{path} ({fmt}, {where})")
-    return buf.getvalue(), {"format": fmt, "torch": torch.__version__}
+        _check_batch(torch, fn, buf.getvalue(), shapes, f"{path} ({fmt}, {where})", outs)
+    return buf.getvalue(), {"format": fmt, "torch": torch.__version__, "returns": outs.returns,
+                            "outputs": dict(zip(outs.names, outs.keys))}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Which results of the model's forward become graph outputs, and their ONNX names.
+
+    A tensor is the one output `output`. A dict (torchvision's segmentation nets return
+    {"out": …, "aux": …}; "aux" is a training head) deploys its "out" entry when it has one, else
+    every tensor entry under its key; a tuple or list (deep supervision heads) every tensor, as
+    `output_<i>`. `frontend.output` (a dict key, or an index into the dict's entries or the tuple,
+    negative from the end) deploys that one result alone, as `output`. The first is mod.json's
+    `main_output`."""
+    returns: str                  # tensor, dict or tuple
+    keys: list                    # per output: the dict key or tuple index (None: the tensor itself)
+    names: list[str]
+
+    @staticmethod
+    def of(torch, out, output: str | int | None, yaml: Path) -> "Outputs":
+        """The outputs of a forward that returned `out`; a bad `output` is a ConfigError naming the key."""
+        def refuse(why: str) -> ConfigError:
+            return ConfigError(f"{yaml}: frontend.output: {why}")
+        if isinstance(out, torch.Tensor):
+            if output is not None:
+                raise refuse(f"{output!r}: the model returns one tensor; the key chooses among the results of a "
+                             "model returning a dict or a tuple (remove it)")
+            return Outputs("tensor", [None], ["output"])
+        if isinstance(out, dict):
+            returns, keys = "dict", list(out)
+            default = ["out"] if isinstance(out.get("out"), torch.Tensor) else keys
+        elif isinstance(out, (list, tuple)):
+            returns, keys = "tuple", list(range(len(out)))
+            default = keys
+        else:
+            raise DeployError(f"{yaml}: the model returns a {type(out).__name__}; segdeploy deploys a tensor, or "
+                              "tensors in a dict, tuple or list")
+        picked = [_pick(keys, output, returns, refuse)] if output is not None else \
+            [k for k in default if isinstance(out[k], torch.Tensor)]
+        for k in picked:
+            if not isinstance(out[k], torch.Tensor):
+                raise refuse(f"{k!r} is a {type(out[k]).__name__}, not a tensor")
+        if not picked:
+            raise DeployError(f"{yaml}: the model returns a {returns} without tensors ({out!r:.200})")
+        if len(picked) == 1:
+            return Outputs(returns, picked, ["output"])
+        return Outputs(returns, picked, [str(k) if returns == "dict" else f"output_{k}" for k in picked])
+
+    def select(self, out) -> list:
+        """The deployed tensors of one forward's result."""
+        return [out if k is None else out[k] for k in self.keys]
+
+
+def _pick(keys: list, output: str | int, returns: str, refuse):
+    """The dict key or tuple index `output` names among `keys`."""
+    if isinstance(output, int):
+        if not -len(keys) <= output < len(keys):
+            raise refuse(f"index {output} is out of range: the model returns a {returns} of {len(keys)}"
+                         + (f" ({', '.join(map(repr, keys))})" if returns == "dict" else ""))
+        return keys[output]
+    if returns != "dict" or output not in keys:
+        accepted = ", ".join(map(repr, keys)) if returns == "dict" else f"an index 0..{len(keys) - 1}"
+        raise refuse(f"{output!r} is not a result of the model: it returns a {returns}; accepted: {accepted}")
+    return output
+
+
+def _run(fn, xs: tuple, what: str):
+    """The model's result on the example inputs (what Outputs reads), or a DeployError with torch's
+    own reason (a TorchScript error's last line: the lines above are its interpreter's traceback)."""
+    try:
+        return fn(*xs)
+    except Exception as e:  # noqa: BLE001 - a wrong frontend.shape fails in any layer
+        last = ([line for line in str(e).splitlines() if line.strip()] or [""])[-1]
+        reason = last if last.startswith(f"{type(e).__name__}: ") else f"{type(e).__name__}: {last}"
+        raise DeployError(f"{what}: the model does not run at frontend.shape {[list(x.shape) for x in xs]}: "
+                          f"{reason}") from e
 
 
 @contextmanager
@@ -95,7 +175,7 @@ def _inputs(torch, shapes: dict[str, tuple[int, ...]], extra_batch: int) -> tupl
     return tuple(torch.randn(s[0] + extra_batch, *s[1:], generator=gen) for s in shapes.values())
 
 
-def _check_batch(torch, fn, data: bytes, shapes: dict[str, tuple[int, ...]], what: str) -> None:
+def _check_batch(torch, fn, data: bytes, shapes: dict[str, tuple[int, ...]], what: str, outs: Outputs) -> None:
     """Run the ONNX in onnxruntime at one more than the traced batch against the loaded model:
     tracing records a size that reaches an op as a Python int as a constant (a torch.export
     program's sizes beyond the ops _with_traced_sizes routes), and such a graph would run at other
@@ -107,7 +187,7 @@ def _check_batch(torch, fn, data: bytes, shapes: dict[str, tuple[int, ...]], wha
     xs = _inputs(torch, shapes, 1)
     try:
         with torch.no_grad():
-            want = [t.numpy() for t in _as_list(torch, fn(*xs))]
+            want = [t.numpy() for t in outs.select(fn(*xs))]
     except Exception as e:  # noqa: BLE001 - a torch.export program's guards reject the batch
         raise DeployError(f"{what}: the model does not run at batch {xs[0].shape[0]} ({type(e).__name__}: {e}); "
                           f"the compiled module takes any batch: save it for a dynamic batch (torch.export: "
@@ -171,23 +251,15 @@ def _with_traced_sizes(torch, gm):
     return Program()
 
 
-def _as_list(torch, out) -> list:
-    return [out] if isinstance(out, torch.Tensor) else list(out)
-
-
-def _flat(torch, fn):
-    """`fn` as a module whose outputs are a tensor or a tuple of tensors (graph outputs): a list
-    (deep supervision heads) would otherwise become one ONNX Sequence."""
+def _flat(torch, fn, outs: Outputs):
+    """`fn` as a module whose result is the deployed tensor or a tuple of them (graph outputs): a
+    list would otherwise become one ONNX Sequence, and the tracer does not take a dict."""
     class Flat(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.inner = fn
-            self.outputs: int | None = None  # how many, once traced (None: one tensor)
 
         def forward(self, *xs):
-            out = self.inner(*xs)
-            if isinstance(out, torch.Tensor):
-                return out
-            self.outputs = len(out)
-            return tuple(out)
+            picked = outs.select(self.inner(*xs))
+            return picked[0] if len(picked) == 1 else tuple(picked)
     return Flat()

@@ -58,12 +58,16 @@ def load_source(cfg: BuildConfig) -> Source:
     kind = cfg.frontend.type.lower()
     path = cfg.frontend.checkpoint
     if kind == "onnx":
+        if cfg.frontend.output is not None:
+            raise ConfigError(f"{cfg.source}: frontend.output: {cfg.frontend.output!r}: chooses the result of a "
+                              "PyTorch model's forward to deploy (frontend.type: pytorch); an ONNX graph's outputs "
+                              "are the ones it was exported with (remove the key)")
         return Source(load_onnx(path, yaml=cfg.source), {"onnx": _record(path)}, None)
     if kind == "pytorch":
         from deploy.frontend import pytorch
         if not path.is_file():
             raise ConfigError(f"{path}: PyTorch file not found (frontend.checkpoint in {cfg.source})")
-        data, info = pytorch.to_onnx(path, cfg.frontend.shape, where=f"frontend.checkpoint in {cfg.source}")
+        data, info = pytorch.to_onnx(path, cfg.frontend.shape, yaml=cfg.source, output=cfg.frontend.output)
         kept = f"{cfg.prefix.name}.source.onnx"
         records = {"pytorch": {**_record(path), **info},
                    "onnx": {"path": str(cfg.artifact_dir / kept), "sha256": hashlib.sha256(data).hexdigest()}}
