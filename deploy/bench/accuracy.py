@@ -4,7 +4,9 @@ synthetic set, compiled fp32/fp16/int8-KL, scored with the UNET-ZOO metric on a 
 
 Targets (drop from fp32, in mIoU points): int8-KL ≤ 0.3 and fp16 ≤ 0.05 on every model; the
 vendor's int8 drops were 1.11, 0.03, 0.93, 0.59. Training runs in a child process (`deploy zoo
-prepare`) so torch never shares a process with TVM.
+prepare`) so torch never shares a process with TVM. The CT models (unet3p_liver, unet_lits) are
+scored on the axial slices of held-out synthetic volumes, and their LiTS volume Dice is listed under
+the table. `--models a,b` measures those and merges their rows into the existing report (same width).
 """
 from __future__ import annotations
 
@@ -69,18 +71,38 @@ def evaluate(name: str, onnx_path: Path, calib: SetDirs, held_out: SetDirs, work
         compile_s = time.perf_counter() - t
         s = run(held_out.images, prefix, MODELS[name].vdsp_json, work / "runs" / dt,
                 held_out.masks, batch=8, progress=False)
-        out[dt] = {"miou": 100 * s["mean_iou"], "mdice": 100 * s["mean_dice"], "compile_s": compile_s}
+        out[dt] = {"miou": 100 * s["mean_iou"], "mdice": 100 * s["mean_dice"], "compile_s": compile_s,
+                   **({"volumes": s["volumes"]} if s.get("volumes") else {})}
     return out
 
 
-def baseline(held_out: SetDirs, size: int) -> float:
-    """mIoU ×100 of predicting every pixel foreground: a model near it has learned nothing, and its
-    fp16/int8 drops say little."""
-    from deploy.data.image import read_mask
-    from deploy.data.metrics import unetzoo_scores
-    ones = np.ones((size, size), np.float32)
-    ious = [unetzoo_scores(ones, read_mask(p))[0] for p in sorted(held_out.masks.iterdir())]
+def baseline(held_out: SetDirs, size: int, classes: int = 1) -> float:
+    """mIoU ×100 of predicting every pixel foreground (class 1 of a multi-class model: the liver), scored
+    as `deploy run` scores: a model near it has learned nothing, and its fp16/int8 drops say little."""
+    from deploy.data.image import read_gt
+    from deploy.data.metrics import Prediction, score_image
+    ones = np.ones((size, size), np.uint8)
+    pred = Prediction(ones, ones.astype(np.float32)) if classes == 1 else Prediction(ones, None, classes=classes)
+    ious = [score_image(pred, read_gt(p, classes == 1))[0] for p in sorted(held_out.masks.iterdir())]
     return 100 * float(np.mean(ious))
+
+
+def merge_rows(previous: Path, rows: list[dict], width: float) -> list[dict]:
+    """The table's rows after this run: the earlier report's rows (`previous`, its JSON) with each model
+    measured now replaced in place and new ones appended, so `--models a,b` updates those rows of the
+    table and keeps the rest. Rows measured at another width are dropped (one table, one width)."""
+    try:
+        earlier = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return rows
+    if earlier.get("width") != width:
+        if earlier.get("rows"):
+            click.echo(f"note: {previous} holds rows at width {earlier.get('width')}, this run is at width {width}: "
+                       "they are replaced", err=True)
+        return rows
+    now = {r["model"]: r for r in rows}
+    merged = [now.pop(r["model"], r) for r in earlier.get("rows", [])]
+    return merged + [r for r in rows if r["model"] in now]
 
 
 def params(name: str, width: float) -> int:
@@ -112,7 +134,23 @@ def markdown(result: dict) -> str:
             + markdown_table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
-                           body) + _unsupported(result["rows"]))
+                           body) + _unsupported(result["rows"]) + _volumes(result["rows"]))
+
+
+def _volumes(rows: list[dict]) -> str:
+    """The CT rows' LiTS volume Dice ×100 (per case, global) per precision, under the table."""
+    lines = []
+    for r in rows:
+        vols = {dt: r["acc"][dt].get("volumes") for dt in DTYPES if dt in r["acc"]}
+        if not any(vols.values()):
+            continue
+        keys = list(next(v for v in vols.values() if v)["per_case"])
+        cells = [f"{dt} " + ", ".join(f"{k} {100 * v['per_case'][k]:.2f} / {100 * v['global'][k]:.2f}" for k in keys)
+                 for dt, v in vols.items() if v]
+        lines.append(f"- {r['model']}: " + "; ".join(cells))
+    if not lines:
+        return ""
+    return "\n\nCT volume Dice ×100 (LiTS: per case / global, held-out volumes):\n\n" + "\n".join(lines)
 
 
 def _wrap(paragraph: str) -> str:
@@ -159,9 +197,10 @@ def main(names, width, steps, train_images, eval_images, work, out, publish) -> 
         size = MODELS[name].size
         rows.append({"model": name, "data": f"synthetic {kind}, 3×{size}×{size}", "acc": evaluate(
             name, onnx_path, calib, held_out, work / name), "gflops": conv_flops(onnx.load(str(onnx_path))) / 1e9,
-            "all_foreground": baseline(held_out, size), "params": params(name, width),
+            "all_foreground": baseline(held_out, size, MODELS[name].classes), "params": params(name, width),
             "train_s": info["prepare_seconds"], "seed": info["config"]["seed"], "train": info})
-        result = {"width": width, "machine": report.machine(), "rows": rows}
+        table = merge_rows(out.with_suffix(".json"), rows, width)
+        result = {"width": width, "machine": report.machine(), "rows": table}
         js, md = report.write(out.parent, out.stem, result, markdown(result))
     if publish:  # once, with the whole table
         report.publish("accuracy", result, md.read_text())

@@ -4,6 +4,8 @@ modes) → vamp_eval.py --vamp_flag — and an accuracy/speed table at the end.
 
 Every step is the real command in a child process, printed before it runs, so the demo doubles
 as a copy-paste tutorial. Evaluation uses a held-out synthetic set (another seed than training).
+A CT model's vsx_inference.py reads the NIfTI volumes themselves (the other route reads their
+exported slices), and the table adds the LiTS volume Dice (per case and global, liver and tumour).
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ def script(name: str, *args) -> None:
     sh(sys.executable, name, *args)
 
 
+def volumes_dir(model: str, out: Path) -> Path | None:
+    """A CT model's held-out NIfTI volumes (what its slices are exported from); None for the others."""
+    return out / "data" / "lits" if MODELS[model].dataset in LITS_LABELS else None
+
+
 def eval_set(model: str, out: Path, n: int) -> SetDirs:
     """A held-out set (seed 1; training used seed 0) in the model's dataset layout; CT: volumes
     enough for n slices, then sliced as the model's masks need."""
@@ -46,9 +53,10 @@ def eval_set(model: str, out: Path, n: int) -> SetDirs:
     dirs = set_dirs(kind, root)
     if not dirs.images.is_dir():
         if kind in LITS_LABELS:
-            deploy("data", "synth", "lits", root / "lits", "--n", math.ceil(n / LITS_SLICES), "--seed", 1,
+            volumes = volumes_dir(model, out)
+            deploy("data", "synth", "lits", volumes, "--n", math.ceil(n / LITS_SLICES), "--seed", 1,
                    "--slices", LITS_SLICES)
-            deploy("data", "slices", root / "lits", dirs.root, "--labels", LITS_LABELS[kind])
+            deploy("data", "slices", volumes, dirs.root, "--labels", LITS_LABELS[kind])
         else:
             deploy("data", "synth", kind, root, "--n", n, "--seed", 1)
     return dirs
@@ -63,8 +71,10 @@ def run_dtype(model: str, dtype: str, data: SetDirs, out: Path, npz: tuple[Path,
     deploy("compile", yaml_file, "--dtype", dtype)
     compile_s = time.perf_counter() - t
     d = out / dtype
-    script("vsx_inference.py", "--file_path", data.images, "--gt_path", data.masks, "--model_prefix_path",
-           cfg.prefix, "--vdsp_params_info", vdsp, "--device", 0, "--batch", 8, "--save_dir", d / "vsx")
+    volumes = volumes_dir(model, out)
+    source = ("--file_path", volumes) if volumes else ("--file_path", data.images, "--gt_path", data.masks)
+    script("vsx_inference.py", *source, "--model_prefix_path", cfg.prefix, "--vdsp_params_info", vdsp, "--device", 0,
+           "--batch", 8, "--save_dir", d / "vsx")
     deploy("perf", "-m", cfg.prefix, "--vdsp_params", vdsp, "-i", 1, "-p", 1, "-b", 8, "-s", f"[3,{h},{w}]",
            "--iterations", 20, "--json", d / "perf.json")
     deploy("perf", "-m", cfg.prefix, "--vdsp_params", vdsp, "-i", 1, "-p", 1, "-b", 1, "-s", f"[3,{h},{w}]",
@@ -76,7 +86,19 @@ def run_dtype(model: str, dtype: str, data: SetDirs, out: Path, npz: tuple[Path,
     vamp = json.loads((d / "draw" / "summary.json").read_text())
     perf = json.loads((d / "perf.json").read_text())
     return {"dtype": dtype, "compile_s": compile_s, "vsx_miou": vsx["mean_iou"], "vsx_dice": vsx["mean_dice"],
-            "vamp_miou": vamp["mean_iou"], "qps": perf["throughput_qps"], "prefix": str(cfg.prefix)}
+            "vamp_miou": vamp["mean_iou"], "qps": perf["throughput_qps"], "prefix": str(cfg.prefix),
+            "volumes": vsx.get("volumes")}
+
+
+def volume_columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The table's LiTS columns (×100): Dice per case and global Dice for each structure the runs scored
+    per volume; none when the set has no CT volumes."""
+    vols = [r["volumes"] for r in rows]
+    if any(v is None for v in vols):
+        return [], [[] for _ in rows]
+    keys = list(vols[0]["per_case"])
+    head = [f"{k} Dice {part} ×100" for k in keys for part in ("per case", "global")]
+    return head, [[f"{100 * v[part][k]:.3f}" for k in keys for part in ("per_case", "global")] for v in vols]
 
 
 @click.command()
@@ -93,16 +115,19 @@ def main(model: str, dtypes: str, images: int, out: Path, publish: bool) -> None
            "--suffix", "png")
     rows = [run_dtype(model, dt, data, out, npz) for dt in dtypes.split(",")]
     base = rows[0]["vsx_miou"]
+    vol_head, vol_cells = volume_columns(rows)
     md = markdown_table(["dtype", "mIoU ×100 (vsx_inference)", "mIoU ×100 (image2npz→perf→vamp_eval)",
-                "drop vs " + rows[0]["dtype"], "Dice ×100", "throughput img/s (b8)", "compile s"],
-               [[r["dtype"], f"{100 * r['vsx_miou']:.3f}", f"{100 * r['vamp_miou']:.3f}",
-                 f"{100 * (base - r['vsx_miou']):.3f}", f"{100 * r['vsx_dice']:.3f}", f"{r['qps']:.1f}",
-                 f"{r['compile_s']:.1f}"] for r in rows])
+                         "drop vs " + rows[0]["dtype"], "Dice ×100", *vol_head, "throughput img/s (b8)", "compile s"],
+                        [[r["dtype"], f"{100 * r['vsx_miou']:.3f}", f"{100 * r['vamp_miou']:.3f}",
+                          f"{100 * (base - r['vsx_miou']):.3f}", f"{100 * r['vsx_dice']:.3f}", *cells,
+                          f"{r['qps']:.1f}", f"{r['compile_s']:.1f}"] for r, cells in zip(rows, vol_cells)])
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.md", f"# demo: {model}\n\n{md}")
     deploy("report", *(out / r["dtype"] / "vsx" for r in rows), "--out", out / "report")
-    caption = (f"{model} on {images} held-out synthetic images (UNET-ZOO mIoU; empty GT and empty prediction "
-               "count as IoU 1):")
+    what = (f"{rows[0]['volumes']['slices']} axial slices of {rows[0]['volumes']['volumes']} held-out synthetic CT "
+            "volumes" if vol_head else f"{images} held-out synthetic images")
+    caption = (f"{model} on {what} (UNET-ZOO mIoU; empty GT and empty prediction count as IoU 1"
+               + ("; LiTS Dice per case = mean over volumes, global = all voxels pooled" if vol_head else "") + "):")
     if publish:
         from deploy.figures import publish as publish_figure
         publish_figure(f"demo-{model}", f"`make demo`: {caption}\n\n{md}")
