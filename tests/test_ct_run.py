@@ -168,6 +168,24 @@ def test_resume_on_volumes_keeps_the_volume_dice(ct, runs, tmp_path):
     assert (out / "volumes.csv").read_bytes() == (a / "volumes.csv").read_bytes()
 
 
+def test_segmentations_in_gt_path_or_missing(ct, runs, tmp_path):
+    """Volumes in one folder, segmentations in --gt_path: the same run; without them the slices are unscored."""
+    import shutil
+
+    (a, full), _ = runs["liver"]
+    vols, segs = tmp_path / "vols", tmp_path / "segs"
+    for p in sorted(ct["volumes"].iterdir()):
+        (vols if p.name.startswith("volume") else segs).mkdir(exist_ok=True)
+        shutil.copy(p, (vols if p.name.startswith("volume") else segs) / p.name)
+    split = run(vols, ct["models"]["liver"], ct["vdsp"], tmp_path / "split", segs, batch=4, progress=False)
+    assert split["volumes"] == full["volumes"] and split["mean_iou"] == full["mean_iou"]
+    bare = run(vols, ct["models"]["liver"], ct["vdsp"], tmp_path / "bare", batch=4, progress=False)
+    assert bare["scored"] == 0 and bare["status_counts"] == {"no mask": 12} and bare["volumes"] is None
+    assert not (tmp_path / "bare" / "volumes.csv").exists()
+    assert (tmp_path / "bare" / "volume-1_slice-005_model.png").read_bytes() == \
+        (a / "volume-1_slice-005_model.png").read_bytes()
+
+
 def test_hu_window_option(ct, runs, tmp_path, capsys):
     (a, _), _ = runs["liver"]
     out = tmp_path / "narrow"
