@@ -10,6 +10,7 @@ import sys
 import click
 
 from deploy.errors import DeployError
+from deploy.io import os_error
 
 COMMANDS = {
     "compile": "deploy.compiler.cli:compile_cmd",
@@ -42,7 +43,9 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: DeployError is a user error and is printed plainly, without a traceback."""
+    """Entry point: DeployError is a user error and is printed plainly, without a traceback; so are a
+    file the operating system refused (deploy.io.os_error names it and what to do) and running out
+    of memory. Exit code 2 for all three, like click's usage errors."""
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
@@ -53,6 +56,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except DeployError as e:
         click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except OSError as e:  # a file the system refused (permissions, space, a folder in the way): named
+        if e.errno is None:
+            raise
+        click.echo(f"error: {os_error(e)}", err=True)
+        sys.exit(2)
+    except MemoryError as e:
+        click.echo(f"error: out of memory ({e or 'an allocation failed'}); reduce --batch (-b), --workers, "
+                   "-i/-p or the input size, or free memory, and run again", err=True)
         sys.exit(2)
 
 

@@ -5,9 +5,11 @@ the target's own folder, then `os.replace` puts it under its final name in one s
 or an interrupted run never sees a half-written file, and two writers (threads, processes) of the
 same path never share a temporary. The temporary is created with mode 0666 minus the umask (like
 `open()`), and removed only on failure: unlinking a file that is gone still takes the folder's
-lock, which the writer threads of a run all contend for. A full disk (ENOSPC, EDQUOT) is a
-DeployError naming the file. No fsync: this guards against a killed process, not against power
-loss, and a run writes thousands of small files. Text read by `read_text` is UTF-8 or a DeployError.
+lock, which the writer threads of a run all contend for. A failed write (disk full, permission
+denied, read-only file system, a folder or a file in the way) is a DeployError naming the file and
+what to do (`os_error`, which the CLI also applies to any OSError that reaches it). No fsync: this
+guards against a killed process, not against power loss, and a run writes thousands of small files.
+Text read by `read_text` is UTF-8 or a DeployError.
 """
 from __future__ import annotations
 
@@ -27,13 +29,53 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# errno → what the user can do about it (the message also names the file and the system's words)
+_REMEDIES = {
+    errno.ENOSPC: "free space on that file system (or choose a folder on another one) and run again",
+    errno.EDQUOT: "you are over your disk quota there: free space or choose a folder on another file system",
+    errno.EACCES: "permission denied: choose a folder you can write (or read), or fix its permissions",
+    errno.EPERM: "not permitted there: choose another folder",
+    errno.EROFS: "that file system is read-only: choose a folder on a writable one",
+    errno.EISDIR: "a folder is in the way: give a file path, or move the folder away",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.ENOENT: "no such file or folder (or a parent folder that cannot be created there): check the path",
+    errno.ENAMETOOLONG: "the name is too long for the file system: use a shorter path",
+    errno.EMFILE: "too many open files: use fewer --workers, or raise the limit (ulimit -n)",
+    errno.ENFILE: "the system is out of file handles: use fewer --workers, or close other programs",
+    errno.EIO: "input/output error: the disk or network file system failed; check it and run again",
+    errno.EEXIST: "something is already there: choose another path",
+}
+
+
+def os_error(e: OSError, path: str | os.PathLike | None = None) -> DeployError:
+    """The user error for a failed file operation: the file (`path`, else the one the OSError names:
+    the destination of a rename), the system's words and what to do. A traceback would only say
+    which line of ours was running."""
+    target = path if path is not None else (e.filename2 if e.filename2 is not None else e.filename)
+    where = f"{os.fsdecode(target)}: " if target is not None else ""
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    remedy = _REMEDIES.get(e.errno, "check the path and its file system, then run again")
+    return DeployError(f"{where}cannot {_verb(e)} it: {reason}; {remedy}")
+
+
+def _verb(e: OSError) -> str:
+    return "write" if e.errno in DISK_FULL + (errno.EROFS, errno.EISDIR) else "use"
 
 
 def disk_full(path: str | os.PathLike, e: OSError) -> DeployError:
-    """The user error for a write that failed for want of space (`e.errno` in DISK_FULL: ENOSPC, or
-    EDQUOT: over quota), naming the file."""
-    return DeployError(f"{path}: cannot write it: {os.strerror(e.errno)}; free space on that file system "
-                       "(or choose a folder on another one) and run again")
+    """The user error for a write that failed for want of space (`e.errno` in DISK_FULL), naming the file."""
+    return os_error(e, path)
+
+
+def non_utf8(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be handed to a tool that takes UTF-8 paths (TVM's compiler and loader), or None:
+    a name that is not UTF-8 (Python keeps such bytes as surrogates, which TVM cannot encode)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raw = os.fsencode(path)
+        return f"{raw.decode('utf-8', 'backslashreplace')}: the path is not valid UTF-8 (at character {e.start})"
+    return None
 
 
 def read_text(path: str | os.PathLike, what: str = "file", error: type[DeployError] = DeployError) -> str:
@@ -64,8 +106,8 @@ def _commit(tmp: Path, path: Path, fill: Callable[[], None]) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in DISK_FULL:
-            raise disk_full(path, e) from e
+        if isinstance(e, OSError) and e.errno is not None:
+            raise os_error(e, path) from e
         raise
     return path
 

@@ -289,7 +289,7 @@ def test_perf_workers_die_with_their_parent(suites):
 
     import psutil
     parent = subprocess.Popen([sys.executable, "-m", "deploy", "perf", "-m", str(suites["host"]), "-p", "2",
-                               "--iterations", "100000000", "--warmup", "0"],
+                               "--iterations", "100000000", "--warmup", "0", "--max-seconds", "1e9"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         workers = []
@@ -406,3 +406,126 @@ def test_option_values_are_checked_before_the_long_work(suites, tmp_path, capsys
     yaml = _build_yaml(tmp_path, "net")
     with artifact.staging(tmp_path / "workspace" / "net"):  # another compile of the same name, writing
         assert "another compile of this model is running" in _cli_error(capsys, "compile", yaml)
+
+
+@pytest.mark.parametrize("case", ["run: save_dir under a file", "run: save_dir on a read-only file system",
+                                  "image2npz: text_path is a folder", "image2npz: target under a file",
+                                  "eval: draw_dir under a file", "compile: workspace on a read-only file system"])
+def test_write_errors_name_the_file_and_what_to_do(suites, tmp_path, capsys, case):
+    """EISDIR, ENOTDIR, EROFS/EPERM (what root meets; EACCES for others) from any tool: one line naming
+    the file and the remedy, exit 2 (deploy.io.os_error, applied by the CLI)."""
+    afile = tmp_path / "afile"
+    afile.write_text("in the way")
+    run = ["run", "--image_dir", suites["images"], "-m", suites["host"], "--vdsp_params", suites["vdsp"],
+           "--no-progress", "--save_dir"]
+    ro = Path("/proc/segdeploy-hostile")  # no file can be created in /proc, not even by root
+    tool, what = case.split(": ")
+    if tool == "run":
+        target = afile / "out" if "under" in what else ro
+        err = _cli_error(capsys, *run, target)
+    elif tool == "image2npz":
+        (tmp_path / "adir").mkdir()
+        target = tmp_path / "adir" if "text" in what else afile / "npz"
+        err = _cli_error(capsys, "image2npz", "--dataset_path", suites["images"], "--target_path",
+                         tmp_path / "npz" if "text" in what else target, "--text_path",
+                         target if "text" in what else tmp_path / "l.txt")
+    elif tool == "eval":
+        lst = tmp_path / "l.txt"
+        lst.write_text(f"{tmp_path / 'x.npz'}\n")
+        target = afile / "d"
+        err = _cli_error(capsys, "eval", "--input_npz_path", lst, "--out_npz_dir", tmp_path, "--draw_dir", target)
+    else:
+        target = ro / "ws"
+        yaml = _build_yaml(tmp_path, "net")
+        with open(yaml, "a") as f:
+            f.write(f"workspace: {{path: {target}}}\n")
+        err = _cli_error(capsys, "compile", yaml)
+    assert str(target) in err or str(ro) in err, err
+    remedies = "a folder|a part of the path|no such|not permitted|that file"
+    assert re.search(rf"cannot (write|use) it: .*; ({remedies})", err), err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def _bomb_npz(path: Path, shape: tuple) -> Path:
+    """An npz that declares a `shape` float32 array and holds almost nothing: loading it allocates the
+    whole array first (what a hand-made or damaged output file can ask of numpy)."""
+    import zipfile
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    with zipfile.ZipFile(path, "w") as z, z.open("output_0.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(64))
+    return path
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys):
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{tmp_path / 'in' / 'x.npz'}\n")
+    (tmp_path / "outs").mkdir()
+    _bomb_npz(tmp_path / "outs" / "x.npz", (1, 1, 2**21, 2**21))  # 16 TiB
+    err = _cli_error(capsys, "eval", "--input_npz_path", lst, "--out_npz_dir", tmp_path / "outs",
+                     "--draw_dir", tmp_path / "d")
+    assert "out of memory" in err and "reduce --batch" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_run_on_an_empty_folder_says_no_images(suites, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    err = _cli_error(capsys, "run", "--image_dir", tmp_path / "empty", "-m", suites["host"], "--vdsp_params",
+                     suites["vdsp"], "--save_dir", tmp_path / "out")
+    assert "no images (file names ending with .png, .jpg" in err and f"in {tmp_path / 'empty'}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where, text, key", [
+    ("yaml", "backend: {type: tvm_vacc, dtype: fp32, compile: {batch_sizes: [100000000000000000000]}}",
+     "backend.compile.batch_sizes[0]"),
+    ("yaml", "backend: {type: tvm_vacc, dtype: fp32}\ndataset: {seed: -100000000000000000000}", "dataset.seed"),
+    ("vdsp", 10**30, "OpConfig.OimageWidth"),
+])
+def test_integers_too_large_for_any_setting_are_refused_with_the_key(tmp_path, where, text, key):
+    from deploy.config.vdsp import load_vdsp_config
+    if where == "yaml":
+        path = tmp_path / "b.yaml"
+        path.write_text("name: n\nfrontend: {type: onnx, checkpoint: ./m.onnx, shape: {input: [1, 3, 8, 8]}}\n" + text)
+        load = load_build_config
+    else:
+        path, load = _vdsp(tmp_path, OimageWidth=text), load_vdsp_config
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: {re.escape(key)}: .* too large"):
+        load(path)
+
+
+def test_a_yaml_alias_bomb_is_read_without_expanding(tmp_path):
+    """Ten levels of nine aliases each: 9**10 values if walked naively; each object is checked once."""
+    import time
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\nname: n\n")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: frontend: required"):
+        load_build_config(path)
+    assert time.monotonic() - t0 < 5
+
+
+def test_paths_that_are_not_utf8_are_refused_before_the_build(suites, tmp_path):
+    """TVM writes and loads suites by UTF-8 paths: a Latin-1 folder name failed after the whole build."""
+    from deploy.runtime import ArtifactError, Model
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    yaml = _build_yaml(folder, "net")
+    with pytest.raises(ConfigError, match=rf"b.yaml: workspace.path: .*caf\\xe9.*not valid UTF-8"):
+        load_build_config(yaml)
+    suite = shutil.copytree(suites["host"].parent, folder / "suite")
+    with pytest.raises(ArtifactError, match=r"caf\\xe9/suite/mod: the path is not valid UTF-8"):
+        Model(suite / "mod")
+
+
+def test_perf_options_are_checked_in_the_parent_before_workers(suites, capsys):
+    """-p N: a wrong -s, too many instances or too many iterations fail in the parent, at once, with the
+    option (not as 'a worker process failed' after N interpreters started)."""
+    model = ["-m", suites["host"], "-p", "2"]
+    err = _cli_error(capsys, "perf", *model, "-s", "[[3,8,8],[1,2]]")
+    assert "-s gives 2 input shape(s)" in err and "worker" not in err, err
+    assert "at most 256" in _cli_error(capsys, "perf", *model, "-i", "100000")
+    err = _cli_error(capsys, "perf", "-m", suites["host"], "--iterations", "1000000000", "--warmup", "1")
+    assert "--iterations 1000000000 would take about" in err and "--max-seconds 3600" in err, err

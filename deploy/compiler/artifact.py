@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from deploy.errors import DeployError
+from deploy.io import os_error
 
 
 # ---- atomic write ---------------------------------------------------------------------------
@@ -75,10 +76,10 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 def preflight(final: Path, what: str) -> None:
-    """Before any work: the suite's folder can be written (its nearest existing folder is writable;
-    nothing is created here) and no other compile of this name holds its lock. `staging` takes the
-    lock for real; this only refuses early what it would refuse after the whole build. `what` names
-    the setting (the YAML's workspace)."""
+    """Before any work: the suite's folder can be written (its nearest existing folder is writable: a
+    test folder is made there and removed) and no other compile of this name holds its lock. `staging`
+    takes the lock for real; this only refuses early what it would refuse after the whole build.
+    `what` names the setting (the YAML's workspace)."""
     final = Path(final)
     folder = final.parent
     while not folder.exists() and folder != folder.parent:
@@ -86,6 +87,10 @@ def preflight(final: Path, what: str) -> None:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise DeployError(f"{what}: {final.parent} cannot be created or written ({folder} is not a writable "
                           "folder); choose another workspace path")
+    try:  # access() says yes to root everywhere: a read-only file system, /proc or /sys say no only to a write
+        os.rmdir(tempfile.mkdtemp(prefix=".segdeploy-write-test-", dir=folder))
+    except OSError as e:
+        raise DeployError(f"{what}: {final.parent} cannot be created or written: {os_error(e, folder)}") from None
     lock_path = final.parent / f".{final.name}.lock"
     if lock_path.is_file():
         with _locked(lock_path):

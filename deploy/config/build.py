@@ -11,6 +11,7 @@ import yaml
 from deploy.config.ops import Op, parse_process_ops
 from deploy.config.reader import Node, load_document
 from deploy.errors import ConfigError
+from deploy.io import non_utf8
 
 DTYPES = ("fp32", "fp16", "int8")
 CALIBRATE_MODES = ("kl_divergence", "percentile", "max", "mse")
@@ -100,9 +101,20 @@ class BuildConfig:
 def load_build_config(path: str | Path) -> BuildConfig:
     """Load either schema; the legacy one is recognised by its `model`/`engine` sections."""
     root = load_document(path, "build file", "YAML", yaml.safe_load, yaml.YAMLError)
-    if root.has("engine") or root.has("model"):
-        return _legacy(root)
-    return _current(root)
+    cfg = _legacy(root) if root.has("engine") or root.has("model") else _current(root)
+    _check_utf8_paths(cfg)
+    return cfg
+
+
+def _check_utf8_paths(cfg: BuildConfig) -> None:
+    """TVM writes and loads the suite by UTF-8 paths: a workspace or model path that is not UTF-8
+    (a folder named in Latin-1, say) is refused now, naming it, not after the whole build."""
+    legacy = cfg.schema == "legacy"
+    for key, path in (("workspace." + ("work_dir" if legacy else "path"), cfg.artifact_dir),
+                      (("model" if legacy else "frontend") + ".checkpoint", cfg.frontend.checkpoint)):
+        problem = non_utf8(path)
+        if problem:
+            raise ConfigError(f"{cfg.source}: {key}: {problem}; rename the folder or choose another one")
 
 
 def _shape(n: Node, key: str) -> dict[str, tuple[int, ...]]:

@@ -30,22 +30,35 @@ def load_document(path: str | Path, what: str, fmt: str, parse: Callable[[str], 
         data = parse(read_text(path, what, ConfigError))
     except error as e:
         raise ConfigError(f"{path}: not valid {fmt}: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid {fmt}: nested too deeply to read") from None
     _refuse_non_finite(data, path, "")
     return Node(data if data is not None else {}, path)
 
 
-def _refuse_non_finite(value: Any, file: Path, where: str) -> None:
+INT_LIMIT = 2**53  # beyond it an integer setting is a typo: no size, count or seed here needs more
+
+
+def _refuse_non_finite(data: Any, file: Path, where: str) -> None:
     """NaN and infinity parse as numbers in YAML (`.nan`, `.inf`) and in Python's JSON (`NaN`,
     `Infinity`) but are never a meaningful setting: a NaN mean would reach the model description and
-    make every output NaN. Refused wherever they appear, with the key path."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{file}: {where or '<top level>'}: not a finite number: {value!r}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _refuse_non_finite(v, file, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _refuse_non_finite(v, file, f"{where}[{i}]")
+    make every output NaN. Integers past 2**53 (YAML and JSON have no limit) would overflow numpy's
+    int64 or lose digits as floats deep inside a tool. Both refused wherever they appear, with the key
+    path. The walk visits each mapping or list once (a YAML alias is one object however often it is
+    used: a "billion laughs" file must not expand) and keeps its own stack (no recursion limit)."""
+    stack, seen = [(data, where)], set()
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{file}: {at or '<top level>'}: not a finite number: {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{file}: {at or '<top level>'}: {value} is too large (the limit is 2**53 = "
+                              f"{INT_LIMIT}); check the value")
+        if isinstance(value, (dict, list)) and id(value) not in seen:
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack += [(v, (f"{at}.{k}" if at else str(k)) if isinstance(value, dict) else f"{at}[{k}]")
+                      for k, v in reversed(list(items))]
 
 
 class Node:

@@ -80,6 +80,14 @@ def list_images(folder: str | os.PathLike, suffix: str | None = None,
     return [folder / n for n in names if not _unlistable(n)]
 
 
+def no_images(folder: str | os.PathLike, suffix: str | None = None, what: str = "images") -> DeployError:
+    """The error for a folder with nothing to work on, saying which file names were looked for (a run
+    over no images would otherwise end with exit 0 and an empty report)."""
+    looked = repr(_suffix_pattern(suffix)) if suffix else ", ".join(IMAGE_EXTS)
+    return DeployError(f"no {what} (file names ending with {looked}; hidden files left out) in {folder}; "
+                       "check the folder" + (" and the suffix" if suffix else ""))
+
+
 def _unlistable(name: str) -> str | None:
     """Why a file name is left out of a listing (it could not be written on one line of a datalist or
     results.csv, or at all as UTF-8), or None."""
@@ -117,7 +125,10 @@ def pair_masks(image_dir: str | os.PathLike, mask_dir: str | os.PathLike | None,
     """
     image_dir = _dir(image_dir, "image folder")
     if mask_dir is None:
-        return [Sample(p, None) for p in list_images(image_dir)]
+        images = list_images(image_dir)
+        if not images:
+            raise no_images(image_dir)
+        return [Sample(p, None) for p in images]
     mask_dir = _dir(mask_dir, "mask folder")
     same_dir = image_dir.resolve() == mask_dir.resolve()
     images = list_images(image_dir)
@@ -127,7 +138,7 @@ def pair_masks(image_dir: str | os.PathLike, mask_dir: str | os.PathLike | None,
         images = [p for p in images if not p.stem.lower().endswith(_MASK_TAGS)
                   and not (tail and (p.name.lower().endswith(tail) or p.stem.lower().endswith(tail)))]
     if not images:
-        raise DeployError(f"no images in {image_dir}")
+        raise no_images(image_dir)
 
     if tail:
         rule = f"<stem>{tail}" if tail.endswith(IMAGE_EXTS) else f"<stem>{tail}.*"
@@ -164,8 +175,7 @@ def select_calibration(folder: str | os.PathLike, suffix: str | None, num: int, 
         raise DeployError(f"calibration image count must be at least 1, got {num}")
     files = list_images(folder, suffix)
     if not files:
-        what = f"ending with {_suffix_pattern(suffix)!r}" if suffix else "with an image extension"
-        raise DeployError(f"no calibration images {what} in {folder}")
+        raise no_images(folder, suffix, "calibration images")
     if len(files) <= num:
         if len(files) < num:
             warnings.warn(f"calibration asked for {num} images but {folder} has only {len(files)} "

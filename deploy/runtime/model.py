@@ -19,11 +19,13 @@ at a time (a lock); use one Model per thread for concurrent inference.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -75,6 +77,60 @@ def _infos(items: Sequence[Mapping[str, Any]]) -> list[TensorInfo]:
                                              for d in t["shape"]), str(t["dtype"])) for t in items]
 
 
+@dataclass(frozen=True)
+class SuiteInfo:
+    """A suite's description, read and checked without loading its library: what a tool needs to
+    validate its options (shapes, memory) before it starts workers or long work."""
+    prefix: Path
+    so_path: Path
+    meta: dict
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    functions: dict
+
+
+def describe_suite(prefix: str | Path) -> SuiteInfo:
+    """The suite at `prefix` (both files present, the description readable and well-formed), or an
+    ArtifactError naming mod.json and the field at fault."""
+    so_path, meta_path = existing_paths(prefix)
+    meta = read_meta(prefix)
+    try:
+        inputs, outputs = _infos(meta["inputs"]), _infos(meta["outputs"])
+        functions = {("*" if k == "*" else int(k)): _function_name(v) for k, v in meta["batch"]["functions"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ArtifactError(f"{meta_path}: malformed model description ({e!r}); recompile") from e
+    for kind, infos in (("inputs", inputs), ("outputs", outputs)):
+        problem = next((p for p in map(_tensor_problem, infos) if p), None) if infos else "none listed"
+        if problem:
+            raise ArtifactError(f"{meta_path}: {kind}: {problem}: not as `deploy compile` writes it; recompile")
+    if not functions:
+        raise ArtifactError(f"{meta_path}: batch.functions: none listed; recompile")
+    return SuiteInfo(Path(prefix), so_path, meta, inputs, outputs, functions)
+
+
+def _function_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"batch.functions: expected a function name, got {value!r}")
+    return value
+
+
+_MAX_ELEMENTS = 2**40  # per image: no segmentation tensor comes near it; past it the description is damaged
+
+
+def _tensor_problem(info: TensorInfo) -> str | None:
+    """Why a described tensor cannot be real (a hand-edited or damaged mod.json), or None."""
+    dims = [d for d in info.shape[1:] if d is not None]  # None: symbolic
+    if not info.shape or any(d < 1 for d in dims) or (info.shape[0] is not None and info.shape[0] < 1):
+        return f"{info.name!r} has shape {list(info.shape)}"
+    if math.prod(dims) > _MAX_ELEMENTS:
+        return f"{info.name!r} has shape {list(info.shape)}, {math.prod(dims)} values per image"
+    try:
+        np.dtype(info.dtype)
+    except TypeError:
+        return f"{info.name!r} has dtype {info.dtype!r}"
+    return None
+
+
 class Model:
     """A compiled model suite loaded for inference (see the module doc).
 
@@ -85,15 +141,12 @@ class Model:
 
     def __init__(self, prefix: str | Path, num_threads: int | None = None, device_id: int = 0):
         self.prefix = Path(prefix)
-        so_path, meta_path = existing_paths(self.prefix)
-        self.meta: dict = read_meta(self.prefix)
-        try:
-            self.inputs: list[TensorInfo] = _infos(self.meta["inputs"])
-            self.outputs: list[TensorInfo] = _infos(self.meta["outputs"])
-            batch = self.meta["batch"]
-            functions = {("*" if k == "*" else int(k)): str(v) for k, v in batch["functions"].items()}
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"{meta_path}: malformed model description ({e!r}); recompile") from e
+        suite = describe_suite(self.prefix)
+        self.so_path, self.meta = suite.so_path, suite.meta
+        so_path = self.so_path
+        self.inputs: list[TensorInfo] = suite.inputs
+        self.outputs: list[TensorInfo] = suite.outputs
+        functions = suite.functions
         if num_threads is not None and int(num_threads) < 1:
             raise DeployError(f"num_threads must be at least 1, got {num_threads}")
         self.num_threads = None if num_threads is None else int(num_threads)

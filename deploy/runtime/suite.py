@@ -53,7 +53,7 @@ from typing import Any, Iterable, Sequence
 
 from deploy.config import ops as ops_mod
 from deploy.errors import DeployError
-from deploy.io import sha256_file
+from deploy.io import non_utf8, sha256_file
 
 SCHEMA_VERSION = 1
 FLOAT_NCHW = {"dtype": "float32", "layout": "NCHW"}   # what Model.run takes
@@ -71,6 +71,9 @@ def artifact_paths(prefix: str | Path) -> tuple[Path, Path]:
 
 def existing_paths(prefix: str | Path) -> tuple[Path, Path]:
     """`artifact_paths`, or ArtifactError naming the files that are missing."""
+    problem = non_utf8(prefix)
+    if problem:  # TVM's loader takes UTF-8 paths; this would fail inside it
+        raise ArtifactError(f"model prefix {problem}; move or rename the suite's folder")
     paths = artifact_paths(prefix)
     missing = [p for p in paths if not p.is_file()]
     if missing:

@@ -22,13 +22,12 @@ def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, w
     import numpy as np
 
     from deploy.data.image import ImageReadError, read_image_rgb
-    from deploy.data.readers import list_images
+    from deploy.data.readers import list_images, no_images
 
     unlisted: list[tuple[str, str]] = []
     images = list_images(dataset_path, suffix, unlisted)
     if not images:
-        what = f"ending with {suffix!r}" if suffix else "with an image extension"
-        raise DeployError(f"no images {what} in {dataset_path}")
+        raise no_images(dataset_path, suffix)
     seen: dict[str, Path] = {}
     for p in images:
         if p.stem in seen:

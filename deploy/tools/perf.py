@@ -8,6 +8,11 @@ shape `-s`, like the vendor's device input) through the vdsp preprocessing to th
 `--queue_size 0` is latency mode: each instance preprocesses and infers one request at a time.
 `--queue_size Q > 0` is throughput mode: a preprocessing thread per instance keeps up to Q prepared
 requests waiting for the model, so end-to-end latency includes the queue wait.
+Before any worker is spawned or model loaded, the parent checks the options against the suite and
+this machine (`preflight`: at most MAX_INSTANCES = 256 instances in all, the memory every instance
+needs); after the last warm-up request (or the first measured one, with `--warmup 0`) the run is
+refused when `--iterations` would take longer than `--max-seconds` (default one hour), and a run
+estimated at over a minute says how long it will take.
 Reports throughput (qps = images per second over the measured window), latency avg/min/max/pN
 in µs per request, CPU utilisation and peak memory; `--json FILE` writes them for machines.
 
@@ -19,6 +24,7 @@ written to `DIR/output_%06d.npz` (line i → output_{i:06d}.npz; keys `output_0.
 from __future__ import annotations
 
 import ast
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -93,6 +99,7 @@ class PerfConfig:
     queue_size: int = 1
     num_threads: int | None = None
     seed: int = 0
+    max_seconds: float = 3600.0  # check_duration: the measured requests of one instance may take this long
 
     def threads_per_instance(self) -> int | None:
         if self.num_threads:
@@ -105,32 +112,17 @@ class PerfConfig:
 class Inputs:
     """Builds requests: raw inputs (what the device would receive) and their preprocessing."""
 
+    POOL = 4  # distinct requests, reused: no RNG in the timed loop
+
     def __init__(self, model: Any, cfg: PerfConfig):
         self.model = model
         infos = list(model.inputs)
-        self.pre = None
-        if cfg.vdsp_params:
-            vcfg, pre = vdsp_preprocessor(cfg.vdsp_params)
-            self.pre = lambda planar: pre.from_rgb(planar_to_hwc(planar))
-            first = (3,) + (vcfg.in_size or pre.out_size or _concrete(infos[0], cfg)[1:])
-        else:
-            first = _concrete(infos[0], cfg)
-        shapes = list(cfg.shapes or [])
-        if not shapes:
-            shapes = [first] + [_concrete(i, cfg) for i in infos[1:]]
-        if len(shapes) != len(infos):
-            raise DeployError(f"-s gives {len(shapes)} input shape(s) but {cfg.prefix} has {len(infos)} input(s): "
-                              + ", ".join(i.name for i in infos))
-        if self.pre is not None and shapes[0][0] != 3:
-            raise DeployError(f"-s {list(shapes[0])}: with --vdsp_params the first input is a 3-channel image [3,H,W]")
-        self.shapes = shapes
-        pool = 4  # distinct requests, reused: no RNG in the timed loop
-        _check_memory(model, cfg, shapes, pool)
+        self.shapes, self.pre = resolve_inputs(model, cfg)
         rng = np.random.default_rng(cfg.seed)
         self.raw = []
-        for _ in range(pool):
+        for _ in range(self.POOL):
             req = []
-            for k, sh in enumerate(shapes):
+            for k, sh in enumerate(self.shapes):
                 if k == 0 and self.pre is not None:
                     req.append(rng.integers(0, 256, (cfg.batch,) + tuple(sh), dtype=np.uint8))
                 else:
@@ -151,16 +143,55 @@ class Inputs:
         return [np.stack([self.pre(p) for p in raw[0]])] + list(raw[1:])
 
 
+def resolve_inputs(model: Any, cfg: PerfConfig) -> tuple[list[tuple[int, ...]], Any]:
+    """The raw input shapes of a request (from -s, the vdsp params or the model) and the
+    preprocessing, checked against the model and against this machine's memory: what the parent
+    checks before it spawns workers (`model` may be a deploy.runtime.model.SuiteInfo)."""
+    infos = list(model.inputs)
+    pre = None
+    if cfg.vdsp_params:
+        vcfg, vdsp = vdsp_preprocessor(cfg.vdsp_params)
+        pre = lambda planar: vdsp.from_rgb(planar_to_hwc(planar))  # noqa: E731
+        first = (3,) + (vcfg.in_size or vdsp.out_size or _concrete(infos[0], cfg)[1:])
+    else:
+        first = _concrete(infos[0], cfg)
+    shapes = list(cfg.shapes or [])
+    if not shapes:
+        shapes = [first] + [_concrete(i, cfg) for i in infos[1:]]
+    if len(shapes) != len(infos):
+        raise DeployError(f"-s gives {len(shapes)} input shape(s) but {cfg.prefix} has {len(infos)} input(s): "
+                          + ", ".join(i.name for i in infos))
+    if pre is not None and shapes[0][0] != 3:
+        raise DeployError(f"-s {list(shapes[0])}: with --vdsp_params the first input is a 3-channel image [3,H,W]")
+    _check_memory(model, cfg, shapes, Inputs.POOL)
+    return shapes, pre
+
+
+PROCESS_MIB = 256   # what one more worker process costs before it loads anything (Python, numpy, TVM)
+
+
 def _check_memory(model: Any, cfg: PerfConfig, shapes: list[tuple[int, ...]], pool: int) -> None:
-    """Every instance of every process holds `pool` raw requests, up to queue_size + 1 prepared ones
-    and the outputs of one: refuse a -b/-s that cannot fit before allocating any of it."""
+    """Every instance of every process holds its model (the library, weights inside), `pool` raw
+    requests, up to queue_size + 1 prepared ones and the outputs of one; every process costs
+    PROCESS_MIB: refuse a -b/-s/-i/-p that cannot fit before allocating or spawning any of it."""
     n = cfg.batch
     raw = sum(n * float(np.prod(sh)) * 4 for sh in shapes)
     prepared = sum(n * float(np.prod([d for d in i.shape[1:] if isinstance(d, int)])) * 4 for i in model.inputs)
     outputs = sum(n * float(np.prod([d for d in o.shape[1:] if isinstance(d, int)])) * 4 for o in model.outputs)
-    total = (pool * raw + (cfg.queue_size + 1) * prepared + outputs) * cfg.instances * cfg.processes
+    library = _library_bytes(model)
+    per_instance = pool * raw + (cfg.queue_size + 1) * prepared + outputs + library
+    total = per_instance * cfg.instances * cfg.processes + (cfg.processes - 1) * PROCESS_MIB * 2**20
     check_memory(total, f"-b {n} with input shape(s) {[list(s) for s in shapes]} "
                         f"({cfg.instances * cfg.processes} instance(s))", "use a smaller -b, -s, -i or -p")
+
+
+def _library_bytes(model: Any) -> float:
+    """The size of the model's library: its weights, which every loaded instance holds in memory."""
+    path = getattr(model, "so_path", None)
+    try:
+        return float(os.path.getsize(path)) if path else 0.0
+    except OSError:
+        return 0.0
 
 
 def _concrete(info: Any, cfg: PerfConfig) -> tuple[int, ...]:
@@ -172,13 +203,17 @@ def _concrete(info: Any, cfg: PerfConfig) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------------------ benchmark
-def _instance(cfg: PerfConfig, barrier: Any, out: dict, model: Any) -> None:
-    """One instance with its own model: warm up, wait for every instance, run the measured requests."""
+def _instance(cfg: PerfConfig, barrier: Any, out: dict, model: Any, announce: bool = True) -> None:
+    """One instance with its own model: warm up, wait for every instance, run the measured requests.
+    `announce`: this instance prints the duration estimate (check_duration)."""
     from deploy.runtime.stream import batch_runner
     inputs = Inputs(model, cfg)
     infer = batch_runner(model)
     for n in range(cfg.warmup):
+        t0 = time.perf_counter()
         infer(inputs.prepare(inputs.request(n)))
+        if n == cfg.warmup - 1:  # the last warm-up request: the first ones pay one-time costs
+            check_duration(cfg, time.perf_counter() - t0, announce)
     e2e, lat = np.zeros(cfg.iterations), np.zeros(cfg.iterations)
     barrier.wait()
     start, cpu_start = time.monotonic(), _cpu_seconds()
@@ -190,37 +225,54 @@ def _instance(cfg: PerfConfig, barrier: Any, out: dict, model: Any) -> None:
             infer(xs)
             t2 = time.perf_counter()
             e2e[n], lat[n] = t2 - t0, t2 - t1
+            if n == 0 and cfg.warmup == 0:
+                check_duration(cfg, e2e[0], announce)
     else:
         q: queue.Queue = queue.Queue(cfg.queue_size)
         failed: list[BaseException] = []
+        stop = threading.Event()
 
         def produce() -> None:
             try:
                 for n in range(cfg.iterations):
                     t0 = time.perf_counter()
-                    q.put((t0, inputs.prepare(inputs.request(n))))
+                    item = (t0, inputs.prepare(inputs.request(n)))
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
             except BaseException as e:  # surfaced below instead of hanging the consumer
                 failed.append(e)
                 q.put(None)
 
         th = threading.Thread(target=produce, daemon=True)
         th.start()
-        for n in range(cfg.iterations):
-            got = q.get()
-            if got is None:
-                raise failed[0]
-            t0, xs = got
-            t1 = time.perf_counter()
-            infer(xs)
-            t2 = time.perf_counter()
-            e2e[n], lat[n] = t2 - t0, t2 - t1
-        th.join()
+        try:
+            for n in range(cfg.iterations):
+                got = q.get()
+                if got is None:
+                    raise failed[0]
+                t0, xs = got
+                t1 = time.perf_counter()
+                infer(xs)
+                t2 = time.perf_counter()
+                e2e[n], lat[n] = t2 - t0, t2 - t1
+                if n == 0 and cfg.warmup == 0:
+                    check_duration(cfg, lat[0], announce)
+        finally:
+            stop.set()
+            th.join()
     out.update(start=start, cpu_start=cpu_start, end=time.monotonic(), e2e=e2e, model=lat, shapes=inputs.shapes,
                dtypes=inputs.dtype_names())
 
 
-def _run_instances(cfg: PerfConfig, barrier: Any, first_model: Any = None) -> dict:
-    """All instances of one process, as threads; returns their timings and this process's usage."""
+def _run_instances(cfg: PerfConfig, barrier: Any, first_model: Any = None, announce: bool = True) -> dict:
+    """All instances of one process, as threads; returns their timings and this process's usage.
+    `announce`: its first instance prints the duration estimate (one process of -p N does)."""
     results = [{} for _ in range(cfg.instances)]
     errors: list[BaseException] = []
 
@@ -230,7 +282,7 @@ def _run_instances(cfg: PerfConfig, barrier: Any, first_model: Any = None) -> di
 
     def target(k: int) -> None:
         try:
-            _instance(cfg, barrier, results[k], models[k])
+            _instance(cfg, barrier, results[k], models[k], announce=announce and k == 0)
         except BaseException as e:
             errors.append(e)
             barrier.abort()
@@ -260,10 +312,10 @@ def _cpu_percent(cpu_s: float, wall_s: float) -> float | None:
     return 100.0 * cpu_s / wall_s if steps >= 10 else None
 
 
-def _worker(cfg: PerfConfig, barrier: Any, results: Any, parent_pid: int) -> None:
+def _worker(cfg: PerfConfig, barrier: Any, results: Any, parent_pid: int, index: int = 0) -> None:
     die_with_parent(parent_pid)
     try:
-        results.put(("ok", _run_instances(cfg, barrier)))
+        results.put(("ok", _run_instances(cfg, barrier, announce=index == 0)))
     except BaseException as e:
         barrier.abort()
         results.put(("error", f"{type(e).__name__}: {e}"))
@@ -276,12 +328,50 @@ def _stats(values_s: np.ndarray, percentiles: tuple[int, ...]) -> dict:
     return d
 
 
+MAX_INSTANCES = 256   # -i x -p: each instance is a thread with its own model; more measure only contention
+
+
+def preflight(cfg: PerfConfig) -> None:
+    """Everything a worker would find wrong, found in the parent before any worker is spawned or any
+    model instance loaded: the counts, the suite (files, description, library digest), the input
+    shapes against the model and the memory all instances need."""
+    from deploy.runtime.model import describe_suite
+    from deploy.runtime.suite import check_library
+    if min(cfg.instances, cfg.processes, cfg.batch, cfg.iterations) < 1:
+        raise DeployError("-i, -p, -b and --iterations must be at least 1")
+    if cfg.instances * cfg.processes > MAX_INSTANCES:
+        raise DeployError(f"-i {cfg.instances} x -p {cfg.processes} = {cfg.instances * cfg.processes} model instances: "
+                          f"at most {MAX_INSTANCES} (each loads its own model); use fewer")
+    if not math.isfinite(cfg.max_seconds) or cfg.max_seconds <= 0:
+        raise DeployError(f"--max-seconds {cfg.max_seconds!r}: must be a positive number")
+    suite = describe_suite(cfg.prefix)
+    check_library(suite.so_path, suite.meta)
+    resolve_inputs(suite, cfg)
+
+
+def check_duration(cfg: PerfConfig, request_s: float, announce: bool = True) -> None:
+    """Refuse, after one timed request, a benchmark whose --iterations would run past --max-seconds
+    (`perf --iterations 100000000` would otherwise run for days without a word); say how long a
+    long one will take."""
+    estimate = request_s * cfg.iterations
+    if estimate > cfg.max_seconds:
+        raise DeployError(f"--iterations {cfg.iterations} would take about {_duration(estimate)} "
+                          f"({request_s * 1e3:.2f} ms per request), more than --max-seconds {cfg.max_seconds:g}; "
+                          "lower --iterations or raise --max-seconds")
+    if announce and estimate > 60:
+        click.echo(f"perf: {cfg.iterations} requests per instance take about {_duration(estimate)}", err=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+
+
 def benchmark(cfg: PerfConfig, model: Any = None) -> dict:
     """Run the benchmark; returns the report dict (what --json writes). `model` reuses a loaded model
     for the first instance (single-process runs only)."""
     import psutil
-    if min(cfg.instances, cfg.processes, cfg.batch, cfg.iterations) < 1:
-        raise DeployError("-i, -p, -b and --iterations must be at least 1")
+    preflight(cfg)
     psutil.cpu_percent(None)
     if cfg.processes == 1:
         per_proc = [_run_instances(cfg, threading.Barrier(cfg.instances), model)]
@@ -289,8 +379,8 @@ def benchmark(cfg: PerfConfig, model: Any = None) -> dict:
         ctx = mp.get_context("spawn")
         barrier = ctx.Barrier(cfg.instances * cfg.processes)
         results = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(cfg, barrier, results, os.getpid()), daemon=True)
-                 for _ in range(cfg.processes)]
+        procs = [ctx.Process(target=_worker, args=(cfg, barrier, results, os.getpid(), k), daemon=True)
+                 for k in range(cfg.processes)]
         for p in procs:
             p.start()
         per_proc, errors = [], []
@@ -404,7 +494,7 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
 @click.option("--vdsp_params", "--vdsp_params_info", "vdsp_params", type=click.Path(dir_okay=False), default=None,
               help="vdsp_params JSON: the input is then a uint8 planar image, preprocessed in the timed path.")
 @click.option("-i", "--instance", "--instances", "instances", type=click.IntRange(1), default=1, show_default=True,
-              help="Model instances per process (threads, each with its own model).")
+              help="Model instances per process (threads, each with its own model); -i x -p at most 256.")
 @click.option("-p", "--process", "--processes", "processes", type=click.IntRange(1), default=1, show_default=True,
               help="Processes (spawned), each running -i instances.")
 @click.option("-b", "--batch_size", "--batch", "batch", type=click.IntRange(1), default=1, show_default=True,
@@ -416,6 +506,8 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
 @click.option("--iterations", type=click.IntRange(1), default=100, show_default=True,
               help="Measured requests per instance.")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Unmeasured requests first.")
+@click.option("--max-seconds", "max_seconds", type=click.FloatRange(0, min_open=True), default=3600.0,
+              show_default=True, help="Refuse --iterations that would take longer (estimated from one timed request).")
 @click.option("--percentiles", default="[50,90,95,99]", show_default=True, help="Latency percentiles to report.")
 @click.option("--queue_size", type=click.IntRange(0), default=1, show_default=True,
               help="0: latency mode; Q > 0: throughput mode with Q prepared requests waiting.")
@@ -431,8 +523,8 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")
 @click.option("--profile", is_flag=True, help="Also time each compiled kernel (PrimFunc) and print the slowest.")
 @click.argument("extra", nargs=-1, metavar="[p N]")
-def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterations, warmup, percentiles, queue_size,
-        num_threads, datalist, path_output, workers, ray, json_path, profile, extra):
+def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterations, warmup, max_seconds, percentiles,
+        queue_size, num_threads, datalist, path_output, workers, ray, json_path, profile, extra):
     """Profile a compiled model, or run it over a datalist (vendor: vamp)."""
     if extra:
         if len(extra) == 2 and extra[0] == "p" and extra[1].isdigit():
@@ -451,7 +543,7 @@ def cli(prefix, vdsp_params, instances, processes, batch, shape, device, iterati
     cfg = PerfConfig(prefix=prefix, vdsp_params=vdsp_params, instances=instances, processes=processes, batch=batch,
                      shapes=parse_shapes(shape), iterations=iterations, warmup=warmup,
                      percentiles=parse_percentiles(percentiles) or DEFAULT_PERCENTILES,
-                     queue_size=queue_size, num_threads=num_threads)
+                     queue_size=queue_size, num_threads=num_threads, max_seconds=max_seconds)
     if datalist:
         res = accuracy(cfg, datalist, path_output, workers, ray=ray)
         click.echo(f"wrote {res['written']} output file(s) to {res['path_output']} "
