@@ -186,7 +186,7 @@ def test_check_preprocess_defaults_pick_colourful_images_and_catch_a_missing_swa
     res = _check_with_dataset(tmp_path, grey_first_dsb["grey_first"], _no_swap_vdsp(tmp_path))
     assert res.exit_code == 1 and "MISMATCH" in res.output, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith("images: <colour probe>") and "4 most colourful of" in lines[0]
+    assert lines[0].startswith("images: <colour probe>") and "the 4 most colourful of a seeded sample of" in lines[0]
     assert lines[1].startswith("<colour probe>: max abs diff") and "channel order differs" in lines[1]
     used = [Path(x.split(":")[0]).name for x in lines[2:6]]
     assert all(n.startswith("b_") for n in used), used  # the grey a_* images sort first but cannot show it

@@ -137,8 +137,8 @@ def _elementwise(expr: relax.Call, s: relax.Expr, z: relax.Expr) -> relax.Expr:
     sv, zv = _scalar(s), _scalar(z)
     x = expr.args[0]
     if expr.op.name == "relax.dequantize" and const_array(x) is not None:
-        out = _dequantize_const(const_array(x), const_array(s).reshape(-1), const_array(z).reshape(-1), int(expr.attrs.axis),
-                                str(expr.attrs.out_dtype))
+        out = _dequantize_const(const_array(x), const_array(s).reshape(-1), const_array(z).reshape(-1),
+                                int(expr.attrs.axis), str(expr.attrs.out_dtype))
         return relax.const(out)
     if sv is None or zv is None:
         return expr

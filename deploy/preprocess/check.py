@@ -71,9 +71,9 @@ _PATCH_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255,
 
 
 def colour_probe(size: tuple[int, int] = (173, 211)) -> np.ndarray:
-    """probe_image's distinct R, G and B ramps with a row of hard-edged colour patches across the
-    middle: every channel differs from the others everywhere, so any channel swap or mix shows, and
-    the edges exercise the resize kernels where they differ most."""
+    """probe_image's distinct R, G and B ramps (so any channel swap or mix shows) with a row of
+    hard-edged patches across the middle — each channel alone, in pairs, white and black — whose
+    edges exercise the resize kernels where they differ most."""
     img = probe_image(0, size)
     h, w = size
     step = max(w // len(_PATCH_COLOURS), 1)
@@ -93,7 +93,9 @@ def colourful_images(folder: str | Path, suffix: str | None, num: int, seed: int
                      candidates: int = 8) -> list[Path]:
     """The `num` most colourful of a seeded choice of `candidates`×`num` files of `folder`, most
     colourful first: grey images (nearly half the nuclei set) cannot show a channel-order mistake."""
-    from deploy.data.readers import DataWarning, select_calibration
+    from deploy.data.readers import DataWarning, list_images, select_calibration
+    if not list_images(folder, suffix):
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # a small folder: all of it is the choice
         pool = select_calibration(folder, suffix, max(num, 1) * candidates, seed)
@@ -102,7 +104,8 @@ def colourful_images(folder: str | Path, suffix: str | None, num: int, seed: int
 
 def check_images(build: BuildConfig, vdsp: VdspConfig, images: list[Path], num: int) -> list[Comparison]:
     """Compare the generated colour probe (written to a PNG, so the file reader runs as for any
-    image), then `images`, or else the `num` most colourful images of the build's dataset folder."""
+    image), then `images`, or else the `num` most colourful images of the build's dataset folder
+    (none when it is missing or empty)."""
     path = build.dataset.path
     if not images and num > 0 and path is not None and Path(path).is_dir():
         images = colourful_images(path, build.dataset.suffix, num)

@@ -22,9 +22,7 @@ def check_preprocess_cmd(build_yaml: str, vdsp_json: str, images: tuple[str, ...
     """Check that a build YAML's process_ops and a vdsp JSON produce the same input tensor."""
     build, vdsp = load_build_config(build_yaml), load_vdsp_config(vdsp_json)
     results = check_images(build, vdsp, [Path(p) for p in images], num)
-    given = "given" if images else f"most colourful of {build.dataset.path}"
-    click.echo(f"images: {PROBE_NAME} (generated R, G, B ramps and colour patches) and "
-               f"{len(results) - 1} {given}")
+    click.echo(f"images: {PROBE_NAME} (generated R, G, B ramps and colour patches) {_others(build, images, results)}")
     for r in results:
         click.echo(f"{r.image}: max abs diff {r.max_abs_diff:.6g}" + (f"  <- {r.hint}" if r.hint else ""))
     worst = max(r.max_abs_diff for r in results)
@@ -32,3 +30,12 @@ def check_preprocess_cmd(build_yaml: str, vdsp_json: str, images: tuple[str, ...
     click.echo(f"{'OK' if ok else 'MISMATCH'}: max abs diff {worst:.6g} over {len(results)} image(s) (tol {tol:g})")
     if not ok:
         sys.exit(1)
+
+
+def _others(build, images: tuple[str, ...], results: list) -> str:
+    n = len(results) - 1
+    if images:
+        return f"and {n} given"
+    if n:
+        return f"and the {n} most colourful of a seeded sample of {build.dataset.path}"
+    return f"only: no dataset images in {build.dataset.path}"
