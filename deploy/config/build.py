@@ -2,6 +2,7 @@
 2023 `model/engine`). Parsed and validated once, here; the core only sees typed values."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,7 +104,25 @@ def load_build_config(path: str | Path) -> BuildConfig:
     root = load_document(path, "build file", "YAML", yaml.safe_load, yaml.YAMLError)
     cfg = _legacy(root) if root.has("engine") or root.has("model") else _current(root)
     _check_utf8_paths(cfg)
+    _check_batch_sizes(cfg)
     return cfg
+
+
+INDEX_LIMIT = 2**31  # TVM indexes a tensor with 32-bit integers: a batch that makes more values cannot build
+
+
+def _check_batch_sizes(cfg: BuildConfig) -> None:
+    """A batch size whose input alone holds 2**31 values or more fails deep inside TVM's passes
+    (an int32 overflow) after the import; refused here with the key. The run cuts any batch into the
+    compiled sizes, so a smaller size loses nothing."""
+    key = ("engine.common" if cfg.schema == "legacy" else "backend.compile") + ".batch_sizes"
+    for size in cfg.backend.batch_sizes or ():
+        for name, shape in cfg.frontend.shape.items():
+            values = size * math.prod(shape[1:])
+            if values >= INDEX_LIMIT:
+                raise ConfigError(f"{cfg.source}: {key}: batch {size} of input {name!r} {list(shape[1:])} makes "
+                                  f"{values} values, more than the 2**31 TVM's 32-bit indexing holds; use smaller "
+                                  "batch sizes (a run cuts any batch into them)")
 
 
 def _check_utf8_paths(cfg: BuildConfig) -> None:

@@ -13,6 +13,12 @@ from deploy.errors import DeployError
 from deploy.io import read_text
 
 
+MAX_WORKERS = 256
+# --workers of every tool: threads, each with its buffers; past a few hundred only memory and contention grow
+# (100000 would start as many threads as the images allow and fail deep inside Python)
+WORKERS = click.IntRange(1, MAX_WORKERS)
+
+
 class FiniteFloat(click.ParamType):
     """A float option that refuses nan and inf (click's FLOAT takes them: `--threshold nan` would make
     every pixel background, silently)."""

@@ -32,7 +32,8 @@ import numpy as np
 
 from deploy.errors import DeployError
 from deploy.tools import draw, files, report
-from deploy.tools.common import FiniteFloat, check_finite, check_outside, main_output_index, read_datalist
+from deploy.tools.common import (WORKERS, FiniteFloat, check_finite, check_outside, main_output_index,
+                                 read_datalist)
 from deploy.data.metrics import PRED_THRESHOLD, ConfusionMatrix, binarize_gt, label_gt, predict, score_image
 from deploy.data.volume_metrics import VolumeScores, slice_overlaps, volume_lines
 from deploy.tools.report import BAD_MASK, MISSING_OUTPUT, NO_MASK, OK, Row
@@ -94,13 +95,9 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
         name = by_stem[stem].image.name if stem in by_stem else entry.name
         out_path = out_dir / (f"output_{i:06d}.npz" if vamp_flag else entry.name)
         try:
-            with np.load(out_path) as z:
-                key = f"output_{out_index}"
-                if key not in z.files:
-                    raise KeyError(f"no {key} (has {', '.join(z.files)})")
-                arr = z[key].astype(np.float32)
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            return Row(name, MISSING_OUTPUT, detail=f"{out_path}: {e}"), None
+            arr = files.read_npz(out_path, [f"output_{out_index}"], "output")[0].astype(np.float32)
+        except DeployError as e:
+            return Row(name, MISSING_OUTPUT, detail=str(e)), None
         arr = arr[0] if arr.ndim == 4 else arr
         pred = predict(arr, threshold, sigmoid)
         size = pred.labels.shape
@@ -212,7 +209,7 @@ def evaluate(datalist, out_npz_dir, src_dir=None, gt_dir=None, draw_dir=None, *,
               help="The compiled model (…/mod): its mod.json names the prediction output.")
 @click.option("--sigmoid", is_flag=True, help="Apply a sigmoid to the output (models that end in logits).")
 @click.option("--mask-suffix", "mask_suffix", default=None, help="Mask name suffix when the layout is not detected.")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--workers", type=WORKERS, default=2, show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Print each image's Dice and IoU.")
 def cli(src_dir, gt_dir, input_npz_path, out_npz_dir, input_shape, draw_dir, vamp_flag, num_classes, threshold,
         out_index, model_prefix, sigmoid, mask_suffix, workers, verbose):

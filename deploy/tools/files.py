@@ -1,9 +1,13 @@
 """The tools' output files (npz, png/jpg), each written atomically (deploy.io), so an interrupted
-run never leaves a half-written file under its final name; and the resume check for npz files."""
+run never leaves a half-written file under its final name; the one npz reader of the tools' inputs
+and outputs (a damaged file is an error naming it, which the tools count and report per file); and
+the resume check for npz files."""
 from __future__ import annotations
 
 import io
 import os
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -62,6 +66,29 @@ def refuse_collisions(folder: str | os.PathLike, outputs: Mapping[str, Iterable[
         more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
         raise DeployError(f"{folder}: output names collide: {'; '.join(clashes[:3])}{more}; "
                           "rename or leave out one of each pair, nothing was written")
+
+
+# what np.load and reading a member raise for a truncated, damaged or foreign file (BadZipFile and
+# zlib.error are not OSErrors; ValueError: pickled objects, a bad header; EOFError: a short member)
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def read_npz(path: str | os.PathLike, keys: Iterable[str], what: str = "npz") -> list[np.ndarray]:
+    """The arrays `keys` of an npz file, or a DeployError naming the file and what is wrong with it
+    (truncated, random bytes, pickled objects, a key missing)."""
+    keys = list(keys)
+    try:
+        with np.load(path) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DeployError(f"{what} {path}: no {missing[0]} (it has {', '.join(z.files) or 'no arrays'})")
+            return [z[k] for k in keys]
+    except NPZ_ERRORS as e:
+        if isinstance(e, OSError) and e.errno:
+            reason = os.strerror(e.errno)
+        else:
+            reason = f"{e or type(e).__name__} (a truncated file, or not an npz file)"
+        raise DeployError(f"cannot read {what} {path}: {reason}") from None
 
 
 def npz_ok(path: str | os.PathLike, keys: tuple[str, ...] = ("output_0",)) -> bool:

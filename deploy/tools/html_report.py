@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from deploy.errors import DeployError
+from deploy.tools.common import WORKERS
 from deploy.io import atomic_write_text
 from deploy.tools import report_plots
 from deploy.tools.report_runs import DROP_STEPS, Comparison, Run, compare, label_runs, load_run
@@ -178,7 +179,7 @@ def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, 
               help="Source images [default: the folder the run's summary.json names].")
 @click.option("--masks", "mask_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Ground-truth masks [default: the folder the run's summary.json names].")
-@click.option("--workers", type=click.IntRange(1), default=4, show_default=True, help="Thumbnail threads.")
+@click.option("--workers", type=WORKERS, default=4, show_default=True, help="Thumbnail threads.")
 def cli(run_dirs, out, top, image_dir, mask_dir, workers):
     """A static HTML report of one or more runs (deploy run / deploy eval folders); the first is the
     base the others are compared with."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from deploy.errors import DeployError
+from deploy.tools.common import WORKERS
 from deploy.io import atomic_write_text
 from deploy.tools import files
 
@@ -67,7 +68,7 @@ def image2npz(dataset_path, target_path, text_path, suffix: str | None = None, w
 @click.option("--text_path", default="datalist_npz.txt", show_default=True, help="Datalist to write.")
 @click.option("--suffix", default=None,
               help="Only files with this extension (png, .jpg, ...) [default: every image extension].")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Decoding threads.")
+@click.option("--workers", type=WORKERS, default=2, show_default=True, help="Decoding threads.")
 def cli(dataset_path, target_path, text_path, suffix, workers):
     """Images → npz inputs (key input_0, uint8 CHW RGB) + datalist (vendor: image2npz.py)."""
     res = image2npz(dataset_path, target_path, text_path, suffix, workers)

@@ -50,11 +50,7 @@ class NpzJob:
 
     def load(self, item: NpzInput) -> tuple[tuple[np.ndarray, ...], None]:
         from deploy.preprocess import planar_to_hwc
-        try:
-            with np.load(item.path) as z:
-                arrays = [z[f"input_{k}"] for k in range(len(self.inputs))]
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            raise DeployError(f"cannot read input npz {item.path}: {e}") from None
+        arrays = files.read_npz(item.path, (f"input_{k}" for k in range(len(self.inputs))), "input npz")
         xs = []
         for k, (a, (rank, dtype)) in enumerate(zip(arrays, self.inputs)):
             if k == 0 and self.pre is not None:

@@ -43,7 +43,7 @@ from deploy.runtime.profile import table as profile_table
 from deploy.host import check_memory, die_with_parent, usable_cores
 from deploy.io import atomic_write_json
 from deploy.preprocess import planar_to_hwc
-from deploy.tools.common import check_writable, load_model, read_datalist, vdsp_preprocessor, warn_device
+from deploy.tools.common import WORKERS, check_writable, load_model, read_datalist, vdsp_preprocessor, warn_device
 from deploy.tools.ray_run import describe, ray_option
 
 DEFAULT_PERCENTILES = (50, 90, 95, 99)
@@ -212,6 +212,8 @@ def _instance(cfg: PerfConfig, barrier: Any, out: dict, model: Any, announce: bo
     for n in range(cfg.warmup):
         t0 = time.perf_counter()
         infer(inputs.prepare(inputs.request(n)))
+        if n == 0:
+            check_duration(cfg, time.perf_counter() - t0, False, "--warmup", cfg.warmup)
         if n == cfg.warmup - 1:  # the last warm-up request: the first ones pay one-time costs
             check_duration(cfg, time.perf_counter() - t0, announce)
     e2e, lat = np.zeros(cfg.iterations), np.zeros(cfg.iterations)
@@ -349,17 +351,19 @@ def preflight(cfg: PerfConfig) -> None:
     resolve_inputs(suite, cfg)
 
 
-def check_duration(cfg: PerfConfig, request_s: float, announce: bool = True) -> None:
-    """Refuse, after one timed request, a benchmark whose --iterations would run past --max-seconds
-    (`perf --iterations 100000000` would otherwise run for days without a word); say how long a
-    long one will take."""
-    estimate = request_s * cfg.iterations
+def check_duration(cfg: PerfConfig, request_s: float, announce: bool = True, option: str = "--iterations",
+                   count: int | None = None) -> None:
+    """Refuse, after one timed request, a benchmark whose --iterations (or --warmup: `option`, `count`)
+    would run past --max-seconds (`perf --iterations 100000000` would otherwise run for days without a
+    word); say how long a long one will take."""
+    count = cfg.iterations if count is None else count
+    estimate = request_s * count
     if estimate > cfg.max_seconds:
-        raise DeployError(f"--iterations {cfg.iterations} would take about {_duration(estimate)} "
+        raise DeployError(f"{option} {count} would take about {_duration(estimate)} "
                           f"({request_s * 1e3:.2f} ms per request), more than --max-seconds {cfg.max_seconds:g}; "
-                          "lower --iterations or raise --max-seconds")
+                          f"lower {option} or raise --max-seconds")
     if announce and estimate > 60:
-        click.echo(f"perf: {cfg.iterations} requests per instance take about {_duration(estimate)}", err=True)
+        click.echo(f"perf: {count} requests per instance take about {_duration(estimate)}", err=True)
 
 
 def _duration(seconds: float) -> str:
@@ -517,7 +521,7 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
               help="Accuracy mode: npz inputs, one path per line (image2npz).")
 @click.option("--path_output", type=click.Path(file_okay=False), default=None,
               help="Accuracy mode: folder for output_%06d.npz.")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+@click.option("--workers", type=WORKERS, default=2, show_default=True,
               help="Accuracy mode: reader/writer threads.")
 @ray_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the report here.")

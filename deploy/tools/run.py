@@ -42,7 +42,7 @@ from deploy.host import check_memory
 from deploy.io import atomic_write_json, sha256_file, sha256_files
 from deploy.runtime.suite import artifact_paths
 from deploy.tools import files, report
-from deploy.tools.common import (FiniteFloat, check_finite, check_image_model, check_outside, load_model,
+from deploy.tools.common import (WORKERS, FiniteFloat, check_finite, check_image_model, check_outside, load_model,
                                  output_index, vdsp_preprocessor, warn_device)
 from deploy.data.metrics import PRED_THRESHOLD
 from deploy.data.volume_metrics import VolumeScores, volume_lines
@@ -251,7 +251,7 @@ def _check_settings(path: Path, now: dict) -> None:
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Images per inference.")
 @click.option("--save_dir", type=click.Path(file_okay=False), default="./vsx_results", show_default=True,
               help="Where outputs, results.csv and the summary go.")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+@click.option("--workers", type=WORKERS, default=2, show_default=True,
               help="Reader threads (decode + preprocess) and writer threads.")
 @click.option("--limit", type=click.IntRange(0), default=None, help="Only the first N images (sorted by name).")
 @click.option("--mask-suffix", "mask_suffix", default=None,
