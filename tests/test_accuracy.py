@@ -91,3 +91,16 @@ def test_accuracy_all_foreground_baseline_of_a_class_model(tmp_path):
     assert baseline(dirs, 8, classes=3) == pytest.approx(100 * (0 + liver_iou + 0) / 3)
     write_png(tmp_path / "seg" / "a.png", np.where(gt > 0, 255, 0).astype(np.uint8))
     assert baseline(dirs, 8) == pytest.approx(100 * (gt > 0).mean())
+
+
+def test_accuracy_doc_names_the_kl_algorithm_the_search_follows():
+    """docs/accuracy.md (as `make accuracy` writes it) says which published algorithm kl_divergence is;
+    the search's own docstring names the same function and paper."""
+    from pathlib import Path
+
+    from deploy.bench.accuracy import KL_SECTION, _wrap
+    from deploy.quantize import thresholds
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "accuracy.md").read_text()
+    assert "## The int8 threshold search\n\n" + _wrap(KL_SECTION) in doc
+    for name in ("_compute_amax_entropy", "pytorch_quantization/calib/histogram.py", "Migacz", "start_bin"):
+        assert name in KL_SECTION and name in thresholds.__doc__, name
