@@ -183,3 +183,23 @@ def test_min_sqnr_without_masks_and_errors(analysed, tmp_path):
     assert got["search"]["skip_nodes"] == [BAD] and got["search"]["result"]["output_sqnr_db"] >= floor
     res = CliRunner().invoke(cli, ["analyze", str(build), "--apply"])
     assert res.exit_code == 2 and "--max-drop" in res.output
+
+
+def test_skip_dtype_fp16_runs_the_float_convs_on_fp16_values(analysed):
+    """With skip_dtype fp16 the int8 build stores the float convs' inputs and weights in fp16: the
+    analysis's QDQ model rounds them the same way (and only them)."""
+    from dataclasses import replace
+
+    from deploy.analysis import analyze as A
+    from deploy.analysis import graphs
+    root, folder, _, _ = analysed
+    cfg = load_build_config(root / "build.yaml")
+    q16 = replace(cfg.backend.quantize, skip_dtype="fp16")
+    model, p32 = A.load_plan(cfg, folder, progress=False)
+    _, p16 = A.load_plan(replace(cfg, backend=replace(cfg.backend, quantize=q16)), folder, progress=False)
+    m16, m32 = (graphs.quantized(model, p, keep=[BAD], expose=False) for p in (p16, p32))
+    halves = [n for n in m16.graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16]
+    assert len(halves) == 2 * 3 and not any(n.op_type == "Cast" for n in m32.graph.node)  # conv0, head, BAD
+    x = _preprocess(sorted((root / "images").glob("*.png")))
+    a, b = ort_run(m16, x)[0], ort_run(m32, x)[0]
+    assert 0 < np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 5e-3  # int8 rounding flips amplify it

@@ -140,6 +140,44 @@ def test_drops_and_disagreement_maps(runs, tmp_path):
     assert not (diff == GAINED).all(axis=2).any()
 
 
+def test_int8_analysis_adds_the_layers_section(runs, tmp_path):
+    """`deploy analyze` of the int8 build: the report finds its folder beside the int8 suite (tiny_seg
+    quantizes no conv: the section says so), and `--analysis DIR` adds one of a net with quantized
+    convs: the per-layer SQNR plot, the flagged convs and the skip list."""
+    import shutil
+
+    import onnx
+    from test_quantize import make_cfg, small_net, write_images
+    dirs, data, prefixes = runs
+    res = CliRunner().invoke(cli, ["analyze", str(prefixes["int8"].parents[2] / "tiny_int8.yaml"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    folder = prefixes["int8"].parent.with_name("tiny_int8.analysis")
+    try:
+        a = json.loads((folder / "analysis.json").read_text())
+        assert a["images"]["scored"] == a["images"]["count"] > 0 and a["layers"] == []  # masks beside the images
+        page = html_report.build([dirs["fp32"], dirs["int8"]], tmp_path / "auto").read_text()
+        assert "int8 layers" in page and "No conv stands out" in page and "mIoU" in page
+        assert (tmp_path / "auto" / "layers_sqnr.png").is_file()
+        assert "int8 layers" not in html_report.build([dirs["fp32"]], tmp_path / "fp32").read_text()
+    finally:
+        shutil.rmtree(folder)  # the other tests see the runs without it
+    write_images(tmp_path / "images")
+    onnx.save(small_net(), tmp_path / "net.onnx")
+    cfg = make_cfg(tmp_path, mode="max")
+    res = CliRunner().invoke(cli, ["analyze", str(cfg.source), "--min-sqnr", "60", "--out-dir", str(tmp_path / "an"),
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    a = json.loads((tmp_path / "an" / "analysis.json").read_text())
+    page = html_report.build([dirs["fp32"]], tmp_path / "named", analysis=tmp_path / "an").read_text()
+    plot = cv2.imread(str(tmp_path / "named" / "layers_sqnr.png"))
+    assert 'src="layers_sqnr.png"' in page and plot.shape[1] >= 640
+    assert a["search"]["skip_nodes"] and all(f"<code>{n}</code>" in page for n in a["search"]["skip_nodes"])
+    flagged = [L["node"] for L in a["layers"] if L["flags"]]
+    assert flagged and all(f"<td>{n}</td>" in page for n in flagged)
+    with pytest.raises(DeployError, match="analysis.json"):
+        html_report.build([dirs["fp32"]], tmp_path / "none", analysis=tmp_path)
+
+
 def _synthetic_run(folder: Path, n: int, seed: int, dtype: str) -> None:
     """A results.csv of `n` images (what a 10 000-image `deploy run` leaves, without its masks)."""
     rng = np.random.default_rng(seed)

@@ -27,7 +27,8 @@ from deploy.quantize.cache import CACHE_FILE
 
 def default_folder(cfg: BuildConfig) -> Path:
     """`<suite>.analysis` beside the suite folder (`<workspace>/<name>.analysis`)."""
-    return cfg.artifact_dir.with_name(cfg.artifact_dir.name + ".analysis")
+    from deploy.runtime.suite import analysis_dir
+    return analysis_dir(cfg.artifact_dir)
 
 
 def refuse_suite(folder: Path, flag: str, suite: Path) -> None:

@@ -5,8 +5,9 @@ a compile ships:
 - `reference(model, plan)`: the fp32 graph plus, beside every quantized conv, a copy of it that
   alone is quantized (input QuantizeLinear/DequantizeLinear, int8 weights) and is fed the fp32
   input: one run gives each conv's fp32 output and its *isolated* int8 output;
-- `quantized(model, plan, keep)`: the int8 model of the plan with the convs of `keep` in fp32, the
-  *accumulated* int8 outputs (int8 all the way from the input).
+- `quantized(model, plan, keep)`: the int8 model of the plan with the convs of `keep` in float (fp32,
+  or fp16-rounded with skip_dtype fp16, as the build runs them), the *accumulated* int8 outputs
+  (int8 all the way from the input).
 Conv outputs are exposed as graph outputs (deploy.quantize.collect.with_outputs).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from deploy.quantize.collect import with_outputs
 from deploy.quantize.planner import ConvQuant, QuantPlan
 from deploy.quantize.qdq import named_copy, to_qdq
 
-KEPT = "kept in fp32 by deploy analyze"
+KEPT = "kept in float by deploy analyze"
 ISOLATED = "/isolated"  # suffix of the quantized copies' node and output names
 
 
@@ -45,10 +46,34 @@ def main_output(model: onnx.ModelProto) -> str:
 
 def quantized(model: onnx.ModelProto, plan: QuantPlan, keep: Iterable[str] = (),
               expose: bool = True) -> onnx.ModelProto:
-    """The plan's QDQ model, `keep` in fp32; `expose`: every quantized conv's output is a graph output."""
+    """The plan's QDQ model, `keep` in float; `expose`: every quantized conv's output is a graph output.
+    With skip_dtype fp16 the float convs take fp16-rounded inputs and weights (fp16_rounded)."""
     p = keep_fp32(plan, keep)
     m = to_qdq(model, p)
+    if p.skip_dtype == "fp16":
+        m = fp16_rounded(m, p.skipped)
     return with_outputs(m, [c.output for c in plan.convs.values()]) if expose else m
+
+
+def fp16_rounded(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
+    """`nodes` (convs) fed their input and weight through Cast to float16 and back: the int8 build with
+    skip_dtype fp16 (deploy.compiler.skipped_fp16) stores both in fp16 and, on CPUs without
+    AVX512-FP16, accumulates in fp32 — exactly this; with AVX512-FP16 it accumulates in fp16, which
+    this does not model."""
+    nodes = set(nodes)
+    taken = {t for n in model.graph.node for t in (*n.input, *n.output, n.name)}
+    out = []
+    for node in model.graph.node:
+        if node.name in nodes:
+            for k in (0, 1):
+                half, back = _fresh(f"{node.input[k]}_fp16", taken), _fresh(f"{node.input[k]}_fp16_fp32", taken)
+                out += [helper.make_node("Cast", [node.input[k]], [half], name=half, to=onnx.TensorProto.FLOAT16),
+                        helper.make_node("Cast", [half], [back], name=back, to=onnx.TensorProto.FLOAT)]
+                node.input[k] = back
+        out.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(out)
+    return model
 
 
 def reference(model: onnx.ModelProto, plan: QuantPlan) -> tuple[onnx.ModelProto, dict[str, str]]:

@@ -63,6 +63,16 @@ class ArtifactError(DeployError):
     """A compiled model suite is missing, incomplete, from a newer schema or cannot run here."""
 
 
+ANALYSIS_SUFFIX = ".analysis"
+
+
+def analysis_dir(suite_dir: str | Path) -> Path:
+    """Where `deploy analyze` writes about a suite by default: `<suite>.analysis` beside it, never
+    inside (only the compiler writes there); `deploy report` looks for it there too."""
+    suite_dir = Path(suite_dir)
+    return suite_dir.with_name(suite_dir.name + ANALYSIS_SUFFIX)
+
+
 def artifact_paths(prefix: str | Path) -> tuple[Path, Path]:
     """(`<prefix>.so`, `<prefix>.json`): the suffix is appended, never substituted."""
     prefix = Path(prefix)

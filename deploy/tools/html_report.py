@@ -2,7 +2,9 @@
 opens from disk (no server, no network): each run's metadata, the IoU distribution, a sortable and
 paged table of every image with its scores and thumbnails, and with two or more runs of the same
 images (fp32 and int8, say) the per-image IoU change, the images that dropped most with their masks
-side by side and a map of the pixels where the runs disagree, and a summary of the drops.
+side by side and a map of the pixels where the runs disagree, and a summary of the drops. With an int8
+analysis (`deploy analyze`'s analysis.json: `--analysis DIR`, or found beside an int8 run's suite)
+the per-layer SQNR along the network, the worst convs and the proposed skip list.
 
 The page (index.html) stays small whatever the run's size: the table's rows are in data.js, and
 the inline script puts one page of them into the DOM at a time."""
@@ -117,7 +119,62 @@ def _data_js(runs: list[Run], comp: Comparison | None, names: list[str], pics: l
     return "window.REPORT_DATA = " + json.dumps(data, separators=(",", ":"), allow_nan=False) + ";\n"
 
 
-def _page(runs: list[Run], comp: Comparison | None, plots: list[str], worst: tuple[int, str], note: str) -> str:
+ANALYSIS_JSON = "analysis.json"
+
+
+def find_analysis(runs: list[Run]) -> Path | None:
+    """The analysis folder of the first int8 run's suite that has one (`<suite>.analysis`)."""
+    from deploy.runtime.suite import analysis_dir
+    for r in runs:
+        prefix = r.summary.get("model")
+        if r.dtype == "int8" and prefix and (analysis_dir(Path(prefix).parent) / ANALYSIS_JSON).is_file():
+            return analysis_dir(Path(prefix).parent)
+    return None
+
+
+def load_analysis(folder) -> dict:
+    path = Path(folder) / ANALYSIS_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DeployError(f"--analysis {folder}: no readable {ANALYSIS_JSON} ({e}); write one with "
+                          "`deploy analyze BUILD.yaml --out-dir DIR`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+        raise DeployError(f"{path}: not an analysis written by `deploy analyze`")
+    return data
+
+
+def _db(v) -> str:
+    return "exact" if v is None else f"{v:.1f}"
+
+
+def _layers(a: dict, plot: str) -> str:
+    """The int8 layers section: the SQNR plot, the flagged convs, the end-to-end numbers, the skip list."""
+    e2e, im = a["end_to_end"], a["images"]
+    miou = ", ".join(f"{k} mIoU {e2e[k]['miou']:.3f}" for k in ("fp32", "int8") if e2e[k]["miou"] is not None)
+    note = (f"deploy analyze of {a['name']} ({a['plan']['quantized']} convs in int8) on {im['count']} images "
+            f"({im['source']}); {miou + '; ' if miou else ''}int8 output SQNR "
+            f"{_db(e2e['int8']['output']['sqnr_db'])} dB")
+    rows = [[L["node"], ", ".join(L["flags"]), _db(L["accumulated"]["sqnr_db"]), f"{L['accumulated']['cosine']:.5f}",
+             _db(L["isolated"]["sqnr_db"]), f"{L['isolated']['cosine']:.5f}",
+             "–" if L["acc_fall_db"] is None else f"{L['acc_fall_db']:.1f}"] for L in a["layers"] if L["flags"]]
+    parts = ["<h2 id='layers'>int8 layers</h2>", f'<p class="note">{_e(note)}</p>',
+             f'<div class="plots"><img src="{_e(plot)}" alt="per-layer SQNR"></div>' if plot else "",
+             _table(["conv", "worst by", "accumulated SQNR (dB)", "accumulated cosine", "isolated SQNR (dB)",
+                     "isolated cosine", "fall (dB)"], rows, "layers") if rows else "<p>No conv stands out.</p>"]
+    search = a.get("search")
+    if search:
+        r = search["result"]
+        got = (f"mIoU drop {r['miou_drop']:.3f}" if r["miou_drop"] is not None
+               else f"output SQNR {_db(r['output_sqnr_db'])} dB")
+        parts.append(f"<p>Skip list for {_e(search['budget']['text'])} ({'met' if r['met'] else 'NOT met'}, {_e(got)}, "
+                     f"{len(search['steps'])} candidates measured): "
+                     + (", ".join(f"<code>{_e(n)}</code>" for n in search["skip_nodes"]) or "none needed") + "</p>")
+    return "".join(parts)
+
+
+def _page(runs: list[Run], comp: Comparison | None, plots: list[str], worst: tuple[int, str], note: str,
+          layers: str = "") -> str:
     title = "segdeploy report: " + " vs ".join(r.label for r in runs)
     parts = [f"<h1>{_e(title)}</h1>", f'<p class="note">{_e(note)}</p>' if note else "",
              "<h2 id='runs'>Runs</h2>", _metadata(runs),
@@ -128,7 +185,7 @@ def _page(runs: list[Run], comp: Comparison | None, plots: list[str], worst: tup
                   f'<p class="note">over the {len(comp.images)} images every run scored; ΔIoU = IoU(run) − '
                   f'IoU({_e(comp.base.label)})</p>', _drops(comp),
                   f"<h2 id='comparison'>The {worst[0]} images whose IoU dropped most</h2>", worst[1]]
-    parts += ["<h2 id='images'>Every image</h2>",
+    parts += [layers, "<h2 id='images'>Every image</h2>",
               '<div class="pager"><button id="prev">◀ previous</button><span id="page-info"></span>'
               '<button id="next">next ▶</button><input id="filter" placeholder="filter by name" size="24">'
               '<span class="note">click a column to sort</span></div>',
@@ -138,8 +195,10 @@ def _page(runs: list[Run], comp: Comparison | None, plots: list[str], worst: tup
             f'<script src="data.js"></script><script>{_asset("report.js")}</script></body></html>\n')
 
 
-def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, workers: int = 4) -> Path:
-    """Write the report into `out`; returns its index.html. `top`: images the comparison shows."""
+def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, workers: int = 4,
+          analysis=None) -> Path:
+    """Write the report into `out`; returns its index.html. `top`: images the comparison shows;
+    `analysis`: a `deploy analyze` folder (default: the one beside an int8 run's suite, if any)."""
     if not run_dirs:
         raise DeployError("deploy report needs at least one run folder")
     report_plots.require()  # before any thumbnail is written
@@ -163,11 +222,22 @@ def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, 
     if comp is not None:
         plots += [report_plots.delta_histogram(comp, out / "iou_delta.png"),
                   report_plots.scatter(comp, out / "iou_scatter.png")]
+    layers = _layers_section(runs, analysis, out)
     atomic_write_text(out / "data.js", _data_js(runs, comp, names, pics))
     worst_html = (len(worst), _worst(comp, names, pics, comp_pics)) if comp is not None else (0, "")
     index = out / "index.html"
-    atomic_write_text(index, _page(runs, comp, [p.name for p in plots], worst_html, note))
+    atomic_write_text(index, _page(runs, comp, [p.name for p in plots], worst_html, note, layers))
     return index
+
+
+def _layers_section(runs: list[Run], analysis, out: Path) -> str:
+    folder = analysis if analysis is not None else find_analysis(runs)
+    if folder is None:
+        return ""
+    a = load_analysis(folder)
+    plot = report_plots.layer_sqnr(a["layers"], out / "layers_sqnr.png",
+                                   f"int8 SQNR per conv: {a['name']} ({a['images']['count']} images)")
+    return _layers(a, plot.name)
 
 
 @click.command("report", context_settings={"help_option_names": ["-h", "--help"]})
@@ -180,8 +250,12 @@ def build(run_dirs: list, out, *, top: int = 24, image_dir=None, mask_dir=None, 
 @click.option("--masks", "mask_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Ground-truth masks [default: the folder the run's summary.json names].")
 @click.option("--workers", type=WORKERS, default=4, show_default=True, help="Thumbnail threads.")
-def cli(run_dirs, out, top, image_dir, mask_dir, workers):
+@click.option("--analysis", "analysis", type=click.Path(file_okay=False, exists=True), default=None,
+              help="A `deploy analyze` folder: adds the int8 layers section [default: the one beside an int8 "
+                   "run's suite, if any].")
+def cli(run_dirs, out, top, image_dir, mask_dir, workers, analysis):
     """A static HTML report of one or more runs (deploy run / deploy eval folders); the first is the
     base the others are compared with."""
-    index = build(list(run_dirs), out, top=top, image_dir=image_dir, mask_dir=mask_dir, workers=workers)
+    index = build(list(run_dirs), out, top=top, image_dir=image_dir, mask_dir=mask_dir, workers=workers,
+                  analysis=analysis)
     click.echo(f"wrote {index}")

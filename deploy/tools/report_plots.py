@@ -120,7 +120,7 @@ def layer_sqnr(layers: list[dict], path: Path, title: str) -> Path:
     step = max(1, int(np.ceil(n / 60)))
     ax.set_xticks(x[::step])
     ax.set_xticklabels([_short(L["node"]) for L in layers][::step], rotation=90, fontsize=7)
-    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_xlim(-0.5, max(n, 1) - 0.5)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, ax, path, title, "quantized conv (graph order)", "SQNR vs fp32 (dB)")
 
