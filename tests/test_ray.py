@@ -80,9 +80,10 @@ def assert_same_outputs(env, out, summary):
 
 
 @pytest.mark.slow  # a Ray instance and two workers importing TVM
-def test_ray_matches_local_run(env, cluster, tmp_path, monkeypatch):
+def test_ray_matches_local_run(env, cluster, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ray_run, "CHUNK_BATCHES", 1)  # 6 chunks: both workers get several
     summary = on_ray(env, tmp_path / "out")
+    assert "ray (local): 2 worker(s) on 1 node(s), 0 retried chunk(s), 0 worker(s) replaced" in capsys.readouterr().out
     assert summary["ray"]["workers"] == 2 and summary["ray"]["nodes"] == 1 and summary["ray"]["retries"] == 0
     assert summary["processed"] == 12
     assert_same_outputs(env, tmp_path / "out", summary)
@@ -90,7 +91,7 @@ def test_ray_matches_local_run(env, cluster, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ray_survives_a_killed_worker(env, cluster, tmp_path, monkeypatch):
+def test_ray_survives_a_killed_worker(env, cluster, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ray_run, "CHUNK_BATCHES", 1)
     add = report.RowAppender.add
     killed = []
@@ -107,6 +108,7 @@ def test_ray_survives_a_killed_worker(env, cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(report.RowAppender, "add", kill_one_worker)
     summary = on_ray(env, tmp_path / "out")
     assert killed and summary["ray"]["retries"] >= 1 and summary["ray"]["replaced"] == 1
+    assert f"{summary['ray']['retries']} retried chunk(s), 1 worker(s) replaced" in capsys.readouterr().out
     assert_same_outputs(env, tmp_path / "out", summary)
 
 
@@ -213,6 +215,12 @@ def test_slots_cut_every_alive_node():
     assert ray_run.slots(nodes, 3) == [("a", 3)]
     with pytest.raises(DeployError, match="no node with 5 CPU"):
         ray_run.slots(nodes, 5)
+
+
+def test_steady_rate_leaves_each_workers_start_up_out():
+    # worker A: chunks of 4 done at 10, 12, 14 s; worker B (a second generation of a slot): at 11, 13 s
+    assert ray_run.steady_rate([[(14.0, 4), (10.0, 4), (12.0, 4)], [(11.0, 4), (13.0, 4)]]) == 2.0 + 2.0
+    assert ray_run.steady_rate([[(10.0, 4)]]) is None and ray_run.steady_rate([]) is None
 
 
 def test_suite_bytes_are_checked_on_arrival(tmp_path):

@@ -74,7 +74,7 @@ def _ray_markdown(ray_rows: list[dict] | str | None) -> str:
     rows = [[r["workers"], r["model_threads"], r["batch"], r["images"], f"{r['startup_s']:.1f}",
              "–" if r["steady_ips"] is None else f"{r['steady_ips']:.1f}", f"{r['local_ips']:.1f}",
              f"{100 * r['ratio']:.1f}%", " ".join(f"{100 * x:.0f}%" for x in r["ratios"]),
-             "yes" if r["workers"] > 1 or r["ratio"] >= r["bar"] else "NO"] for r in ray_rows]
+             "–" if r["workers"] > 1 else "yes" if r["ratio"] >= r["bar"] else "NO"] for r in ray_rows]
     bar = f"≥ {100 * bench_stream.BAR:.0f}% (1 worker)"
     return ("## Ray route\n\n`deploy run --ray` on a local Ray instance (the cores split between the workers) vs the "
             "local runstream (every core), run in pairs back to back; Ray img/s after the first chunk (the workers' "

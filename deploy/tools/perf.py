@@ -472,8 +472,9 @@ def accuracy(cfg: PerfConfig, datalist, path_output, workers: int = 2, model: An
     job = NpzJob.of(model, vdsp_preprocessor(cfg.vdsp_params)[1] if cfg.vdsp_params else None)
     out_dir = Path(path_output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, cluster = route(job, model, [NpzInput(i, p) for i, p in enumerate(entries)], out_dir, batch=cfg.batch,
-                             workers=workers, num_threads=cfg.num_threads, ray=ray)
+    items = [NpzInput(i, p.absolute()) for i, p in enumerate(entries)]  # a Ray worker elsewhere has another cwd
+    results, cluster = route(job, model, items, out_dir, batch=cfg.batch, workers=workers,
+                             num_threads=cfg.num_threads, ray=ray)
     from tqdm import tqdm
     skipped = []
     t0 = time.perf_counter()

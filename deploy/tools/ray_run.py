@@ -22,7 +22,9 @@ cluster, with a local run's outputs.
   the dead worker is replaced; a chunk that fails MAX_ATTEMPTS times stops the run. Unreadable images
   are results rows, exactly as locally. `--resume` needs nothing cluster-specific: the driver's save
   folder is the record. summary.json's `ray` entry gives the workers, nodes, retries and replacements, the
-  startup time (until the first chunk came back) and the images/s after it; `describe` prints them.
+  startup time (until the first chunk came back) and the steady images/s: the sum over the workers of each
+  one's rate after its first chunk, timed by the worker itself (start-up and driver delays left out);
+  `describe` prints them.
 - Nothing waits forever: when no chunk at all comes back for STALL_S seconds (a worker Ray cannot place,
   an image read blocked on a dead mount) the run stops with an error naming both, and the workers are
   killed on every way out (end, error, Ctrl-C, an abandoned iterator).
@@ -161,8 +163,9 @@ class SuiteWorker:
         self.infer = batch_runner(self.model)
         self.job, self.batch, self.workers = job, batch, workers
 
-    def run(self, items: Sequence[Any]) -> list[Any]:
-        return list(self.job.run_images(self.infer, items, batch=self.batch, workers=self.workers))
+    def run(self, items: Sequence[Any]) -> tuple[list[Any], float]:
+        """The items' results and when they were done, on this worker's clock (for the steady rate)."""
+        return list(self.job.run_images(self.infer, items, batch=self.batch, workers=self.workers)), time.perf_counter()
 
 
 def slots(nodes: list[dict], num_threads: int | None) -> list[tuple[str, int]]:
@@ -209,14 +212,14 @@ class ClusterRun:
             make = self._factory(ray.put(Suite.read(self.prefix)))
             pool += [make(spec) for spec in specs]
             first = None
-            for chunk, rendered in zip(chunks, self._results(chunks, pool, specs, make)):
+            arrivals: dict[tuple[int, int], list[tuple[float, int]]] = {}
+            for chunk, rendered in zip(chunks, self._results(chunks, pool, specs, make, arrivals)):
                 if first is None:  # Ray up, the workers started (TVM imported, model loaded), a chunk done
                     first = time.perf_counter()
                     self.info["startup_s"] = first - t0
                 for item, r in zip(chunk, rendered):
                     yield self.job.write(save_dir, item, r)
-            if len(chunks) > 1:  # the rate after the first chunk: the workers' start-up left out
-                self.info["steady_ips"] = (len(items) - len(chunks[0])) / (time.perf_counter() - first)
+            self.info["steady_ips"] = steady_rate(arrivals.values())
         finally:
             for actor in pool:
                 ray.kill(actor)
@@ -248,12 +251,14 @@ class ClusterRun:
         return make
 
     def _results(self, chunks: list[list[Any]], pool: list[Any], specs: list[tuple[str, int]],
-                 make: Callable) -> Iterator[list[Any]]:
+                 make: Callable, arrivals: dict) -> Iterator[list[Any]]:
         """Each chunk's results in chunk order; a chunk whose worker died goes to the front of the queue
-        and that worker (slot) gets a fresh actor."""
+        and that worker (slot) gets a fresh actor. `arrivals[(slot, generation)]` gets (done at, images)
+        per chunk on the worker's clock (a slot's replacement is its next generation)."""
         ray = self.ray
         queued = deque(range(len(chunks)))
-        running: dict[Any, tuple[int, int, Any]] = {}  # task ref -> (chunk, slot, actor)
+        running: dict[Any, tuple[int, int, Any, int]] = {}  # task ref -> (chunk, slot, actor, generation)
+        generation: Counter = Counter()
         load = Counter({slot: 0 for slot in range(len(pool))})
         done: dict[int, list[Any]] = {}
         attempts: Counter = Counter()
@@ -262,13 +267,14 @@ class ClusterRun:
             while queued and min(load.values()) < IN_FLIGHT:
                 slot = min(load, key=load.__getitem__)
                 i = queued.popleft()
-                running[pool[slot].run.remote(chunks[i])] = (i, slot, pool[slot])
+                running[pool[slot].run.remote(chunks[i])] = (i, slot, pool[slot], generation[slot])
                 load[slot] += 1
             ref = self._next_done(running)
-            i, slot, actor = running.pop(ref)
+            i, slot, actor, gen = running.pop(ref)
             load[slot] -= 1
             try:
-                done[i] = ray.get(ref, timeout=STALL_S)  # ready: the timeout only guards a result being fetched
+                done[i], at = ray.get(ref, timeout=STALL_S)  # ready: the timeout only guards a result being fetched
+                arrivals.setdefault((slot, gen), []).append((at, len(chunks[i])))
             except ray.exceptions.RayTaskError as e:  # the job raised inside the worker: not a worker fault
                 raise _cause(e) from None
             except self._worker_lost as e:
@@ -281,6 +287,7 @@ class ClusterRun:
                 if pool[slot] is actor:  # the first of its lost tasks to come back replaces it
                     ray.kill(actor)
                     pool[slot] = make(specs[slot])
+                    generation[slot] += 1
                     self.info["replaced"] += 1
             while emitted in done:
                 yield done.pop(emitted)
@@ -300,6 +307,19 @@ class ClusterRun:
                               "the cluster cannot place (see `ray status`: free CPUs for --num-threads) or inputs "
                               "unreadable from the workers (the paths must be reachable on every node)")
         return ready[0]
+
+
+def steady_rate(arrivals: Iterable[list[tuple[float, int]]]) -> float | None:
+    """Images/s of a pool once its workers are up: per worker, the images of its chunks after the first over
+    the time from its first to its last (its own clock, in the order done), summed; None with no worker
+    that did two chunks. (The time to the first chunk over all would count a second worker's first chunk,
+    done during the start-up, as steady work.)"""
+    rates = []
+    for done in arrivals:
+        done = sorted(done)
+        if len(done) > 1 and done[-1][0] > done[0][0]:
+            rates.append(sum(n for _, n in done[1:]) / (done[-1][0] - done[0][0]))
+    return sum(rates) if rates else None
 
 
 def _cause(e: Exception) -> BaseException:

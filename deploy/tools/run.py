@@ -177,6 +177,8 @@ def _samples(image_dir, mask_dir, mask_suffix: str | None, hu_window: tuple[floa
     if volume_folder and mask_suffix is not None:
         raise DeployError(f"--mask-suffix: {image_dir} holds CT volumes, whose masks are the "
                           "segmentation-<N>.nii[.gz] files")
+    # absolute paths: a Ray worker on another machine does not start in this working folder
+    image_dir, mask_dir = Path(image_dir).absolute(), None if mask_dir is None else Path(mask_dir).absolute()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         if volume_folder:
