@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from deploy.analysis.errors import db
 from deploy.analysis.layers import MIN_FALL_DB, MIN_GAP_DB
 from deploy.errors import DeployError
@@ -68,10 +70,9 @@ def search_lines(s: dict) -> list[str]:
         lines.append(f"| {i} | {kept} | {_miou(st['miou'])} | {drop} | {db(st['output_sqnr_db'])} "
                      f"| {'yes' if st['met'] else 'no'} |")
     met = s["result"]["met"]
-    lines += ["", f"Proposed skip list ({len(s['skip_nodes'])} conv(s) kept in fp32"
-              f"{'' if met else ', budget NOT met'}):", "", "```yaml", "backend:", "  quantize:",
-              "    skip_nodes:" + ("" if s["skip_nodes"] else " []")]
-    lines += [f"      - {p!r}" for p in s["skip_patterns"]] + ["```", ""]
+    snippet = yaml.safe_dump({"backend": {"quantize": {"skip_nodes": s["skip_patterns"]}}}, sort_keys=False)
+    lines += ["", f"Proposed skip list ({len(s['skip_nodes'])} conv(s) kept in float"
+              f"{'' if met else ', budget NOT met'}):", "", "```yaml", snippet.rstrip(), "```", ""]
     return lines
 
 
