@@ -203,3 +203,17 @@ def test_skip_dtype_fp16_runs_the_float_convs_on_fp16_values(analysed):
     x = _preprocess(sorted((root / "images").glob("*.png")))
     a, b = ort_run(m16, x)[0], ort_run(m32, x)[0]
     assert 0 < np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 5e-3  # int8 rounding flips amplify it
+
+
+def test_in_place_changes_only_the_skip_list(analysed):
+    from deploy.analysis.apply import apply, skip_patterns
+    root, folder, _, _ = analysed
+    own = root / "build_own.yaml"
+    shutil.copyfile(root / "build.yaml", own)
+    before = yaml.safe_load(own.read_text())
+    assert apply(load_build_config(own), ["conv.1", BAD], folder, in_place=True) == own
+    after = yaml.safe_load(own.read_text())
+    assert after["backend"]["quantize"].pop("skip_nodes") == ["conv\\.1", BAD]
+    assert after == before and not (folder / own.name).exists()
+    [pattern] = skip_patterns(["conv.1"])   # a name is matched as itself, not as a pattern
+    assert re.fullmatch(pattern, "conv.1") and not re.fullmatch(pattern, "convX1")
