@@ -88,7 +88,15 @@ def read_text(path: str | os.PathLike, what: str = "file", error: type[DeployErr
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:
-    """An open, new, uniquely named file beside `path` (its folder is created when missing)."""
+    """An open, new, uniquely named file beside `path` (its folder is created when missing); a folder
+    that cannot be written is an error naming `path`, not the temporary."""
+    try:
+        return _new_temp(path)
+    except OSError as e:
+        raise os_error(e, path) from e
+
+
+def _new_temp(path: Path) -> tuple[int, Path]:
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
