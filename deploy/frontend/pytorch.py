@@ -17,7 +17,8 @@ routes then through the same CPU backend: both compiled all 8; they agree to ≤
 batch 3) and the TorchScript and torch.export suites are identical. Time to a built module, on a
 loaded 2-core machine: 4.7-115 s for TVM's route (its import alone 2.5-50 s; UNet 3+ with deep
 supervision the slowest), 3.4-52 s for this one (conversion 1-27 s then, on two torch threads; one
-thread, below, cut UNet 3+'s from 24-34 s to 7-9 s).
+thread, below, cut UNet 3+'s from 24-34 s to 7-9 s). Repeated on torchvision's FCN-ResNet50 and
+LR-ASPP and a seed UNet++ (README, "Why through ONNX"): the same outcome.
 What decided it: only the ONNX route gives the rest of the pipeline its input — the int8
 calibration and QDQ model, the fp16 overflow scan and onnxsim's folding all work on ONNX, and
 the same graph reaches the same converters, so a PyTorch build and an ONNX build of one network
