@@ -104,3 +104,13 @@ def test_accuracy_doc_names_the_kl_algorithm_the_search_follows():
     assert "## The int8 threshold search\n\n" + _wrap(KL_SECTION) in doc
     for name in ("_compute_amax_entropy", "pytorch_quantization/calib/histogram.py", "Migacz", "start_bin"):
         assert name in KL_SECTION and name in thresholds.__doc__, name
+
+
+def test_accuracy_markdown_names_a_non_kl_calibration():
+    from deploy.bench.accuracy import markdown
+    row = _row("unet3p_liver", 64.0)
+    row["acc"]["int8"]["calibrate_mode"] = "mse"
+    kl = _row("unetpp", 80.0)
+    kl["acc"]["int8"]["calibrate_mode"] = "kl_divergence"
+    text = markdown({"width": 1.0, "machine": {"cpu": "x", "cores": 2}, "rows": [row, kl]})
+    assert "| 64.000 | 64.000 | 64.000 (mse) |" in text and "| 80.000 | 80.000 | 80.000 |" in text

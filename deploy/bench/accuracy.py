@@ -72,7 +72,8 @@ def evaluate(name: str, onnx_path: Path, calib: SetDirs, held_out: SetDirs, work
         s = run(held_out.images, prefix, MODELS[name].vdsp_json, work / "runs" / dt,
                 held_out.masks, batch=8, progress=False)
         out[dt] = {"miou": 100 * s["mean_iou"], "mdice": 100 * s["mean_dice"], "compile_s": compile_s,
-                   **({"volumes": s["volumes"]} if s.get("volumes") else {})}
+                   **({"volumes": s["volumes"]} if s.get("volumes") else {}),
+                   **({"calibrate_mode": base.backend.quantize.calibrate_mode} if dt == "int8" else {})}
     return out
 
 
@@ -118,7 +119,7 @@ def markdown(result: dict) -> str:
         drops = {dt: a["fp32"]["miou"] - a[dt]["miou"] for dt in ("fp16", "int8") if "miou" in a[dt]}
         ok = all(drops[dt] <= TARGET_DROP[dt] for dt in drops)
         vendor = VENDOR.get(r["model"])
-        body.append([r["model"], r["data"], _num(r["all_foreground"]), *(_num(a[dt].get("miou")) for dt in DTYPES),
+        body.append([r["model"], r["data"], _num(r["all_foreground"]), *(_cell(a[dt]) for dt in DTYPES),
                      _num(drops.get("fp16")), _num(drops.get("int8")), _verdict(ok, drops, r),
                      f"{vendor[0] - vendor[2]:.2f}" if vendor else "–",
                      f"{r['gflops']:.2f}", f"{r['params'] / 1e6:.3f}", _steps(r["train"]["config"]),
@@ -130,7 +131,8 @@ def markdown(result: dict) -> str:
             "vendor's; the drops are. `all-fg`: the mIoU of predicting foreground everywhere — a model not above "
             "it has not learned its task (too few training steps): its drops mean nothing and its targets are n/a. "
             f"`train s`: wall-clock of training + export on this machine ({result['machine']['cpu']}), including "
-            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights.") + "\n\n"
+            "whatever else it ran meanwhile; `(bf16)`: bf16 autocast forward, fp32 weights; an int8 cell naming "
+            "a mode (`(mse)`): that model's build YAML calibrates with it instead of KL.") + "\n\n"
             + markdown_table(["model", "data, input", "all-fg", "fp32", "fp16", "int8 KL", "fp16 drop", "int8 drop",
                             "targets met", "vendor int8 drop", "GFLOPs (conv)", "params (M)", "steps × batch",
                             "train s", "seed"],
@@ -182,6 +184,12 @@ def _verdict(ok: bool, drops: dict, row: dict) -> str:
     if row["acc"]["fp32"]["miou"] <= row["all_foreground"]:
         return "n/a: untrained"  # no better than the trivial predictor
     return ("yes" if ok else "NO") if drops else "–"
+
+
+def _cell(acc: dict) -> str:
+    """An mIoU cell; an int8 build calibrated otherwise than by KL names its mode (its build YAML's)."""
+    mode = acc.get("calibrate_mode", "kl_divergence")
+    return _num(acc.get("miou")) + ("" if mode == "kl_divergence" or "miou" not in acc else f" ({mode})")
 
 
 def _num(x: float | None) -> str:
