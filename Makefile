@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,zoo,report,ct,cluster]'
+	$(BIN)/pip install -q -e '.[dev,zoo,ct,cluster]'
 	touch $@
 
 test: $(STAMP)

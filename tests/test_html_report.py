@@ -210,7 +210,7 @@ def test_10k_images_page_stays_bounded(big_report):
 
 def test_missing_matplotlib_is_a_clear_error(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(DeployError, match=r"pip install 'segdeploy\[report\]'"):
+    with pytest.raises(DeployError, match=r"matplotlib, which is missing.*pip install matplotlib"):
         html_report.build([runs[0]["fp32"]], tmp_path / "r")
     assert not (tmp_path / "r" / "thumbs").exists()
 

@@ -1,6 +1,6 @@
 """The analysis folder's files: analysis.json (everything, for tools: `deploy report` reads it),
 analysis.md (the same for people) and sqnr.png (the per-layer SQNR along the network, drawn by
-deploy.tools.report_plots.layer_sqnr when matplotlib, the `report` extra, is installed)."""
+deploy.tools.report_plots.layer_sqnr; left out with a note in an environment missing matplotlib)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,5 @@
 """Pictures for people: mask PNGs, overlays (prediction blended on the source image with the
-contours of GT and prediction) and the per-image IoU histogram. OpenCV only (no matplotlib)."""
+contours of GT and prediction), volume montages. OpenCV only (plots are matplotlib's: plots.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -75,43 +75,6 @@ def fit_text(text: str, width: int, scale: float, smallest: float = 0.35) -> tup
         keep -= 1
         short = text[:keep // 2] + "..." + text[len(text) - (keep - keep // 2):]
     return short, scale
-
-
-def histogram(values: Sequence[float], title: str, bins: int = 20, size: tuple[int, int] = (420, 640)
-              ) -> np.ndarray:
-    """(H, W, 3) RGB bar chart of values in [0, 1] (per-image IoU), with axes, counts and a mean line."""
-    h, w = size
-    img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 60, 20, 40, 50
-    pw, ph = w - left - right, h - top - bottom
-    vals = np.clip(np.asarray(values, dtype=np.float64), 0, 1)
-    counts, edges = np.histogram(vals, bins=bins, range=(0.0, 1.0))
-    peak = max(1, int(counts.max()) if counts.size else 1)
-    font, dark = cv2.FONT_HERSHEY_SIMPLEX, (40, 40, 40)
-    text, scale = fit_text(title, w - left - right, 0.6)
-    cv2.putText(img, text, (left, 26), font, scale, dark, 1, cv2.LINE_AA)
-    for i, c in enumerate(counts):
-        x0 = left + int(pw * i / bins) + 1
-        x1 = left + int(pw * (i + 1) / bins) - 1
-        y0 = top + ph - int(ph * c / peak)
-        if c:
-            cv2.rectangle(img, (x0, y0), (x1, top + ph), (70, 130, 180), -1)
-            cv2.putText(img, str(int(c)), (x0, max(top + 12, y0 - 4)), font, 0.35, dark, 1, cv2.LINE_AA)
-    cv2.line(img, (left, top + ph), (left + pw, top + ph), dark, 1)
-    cv2.line(img, (left, top), (left, top + ph), dark, 1)
-    for t in np.linspace(0, 1, 6):
-        x = left + int(pw * t)
-        cv2.line(img, (x, top + ph), (x, top + ph + 4), dark, 1)
-        cv2.putText(img, f"{t:.1f}", (x - 10, top + ph + 18), font, 0.4, dark, 1, cv2.LINE_AA)
-    cv2.putText(img, str(peak), (8, top + 10), font, 0.4, dark, 1, cv2.LINE_AA)
-    cv2.putText(img, "0", (40, top + ph), font, 0.4, dark, 1, cv2.LINE_AA)
-    cv2.putText(img, "per-image IoU", (left + pw // 2 - 50, h - 10), font, 0.45, dark, 1, cv2.LINE_AA)
-    if vals.size:
-        x = left + int(pw * float(vals.mean()))
-        cv2.line(img, (x, top), (x, top + ph), (220, 60, 60), 1)
-        cv2.putText(img, f"mean {vals.mean():.3f}", (min(x + 4, w - 110), top + 14), font, 0.4, (220, 60, 60), 1,
-                    cv2.LINE_AA)
-    return img
 
 
 def montage(tiles: Sequence[np.ndarray], captions: Sequence[str], title: str, cols: int = 3,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploy.data.metrics import EMPTY_NOTE
 from deploy.io import DISK_FULL, atomic_write_json, atomic_write_text, disk_full
-from deploy.tools import draw, files
+from deploy.tools import plots
 
 OK = "ok"
 NO_MASK = "no mask"
@@ -152,7 +152,7 @@ def write_summary(out_dir: str | os.PathLike, summary: dict, rows: list[Row], ti
     out_dir = Path(out_dir)
     ious = [r.iou for r in rows if r.iou is not None]
     paths = {k: out_dir / name for k, name in SUMMARY_FILES.items()}
-    files.save_image(paths["hist"], draw.histogram(ious, f"{title}: per-image IoU ({len(ious)} images)"), rgb=True)
+    plots.iou_histogram([(title, ious)], paths["hist"], f"{title}: per-image IoU ({len(ious)} images)")
     atomic_write_json(paths["json"], summary, default=str)
     atomic_write_text(paths["md"], _markdown(summary, rows, title))
     return paths

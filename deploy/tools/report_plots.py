@@ -1,73 +1,34 @@
-"""The report's plots, drawn with matplotlib (the optional `report` extra): the per-image IoU
+"""The report's plots, drawn with matplotlib (deploy.tools.plots): the per-image IoU
 distribution of every run, for a comparison the per-image IoU change and base-vs-other scatter, and
 the per-layer SQNR of an int8 analysis (`deploy analyze` draws it too). matplotlib lays out titles,
 ticks and labels itself (constrained layout), so long run names wrap instead of being cut at the
 image's edge."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import DeployError
+from deploy.tools import plots
 from deploy.tools.report_runs import Comparison, Run
-
-INSTALL_HINT = "pip install 'segdeploy[report]' (or: pip install matplotlib)"
-SIZE_IN = (6.4, 4.0)
-DPI = 100
 
 
 def require():
-    """matplotlib.pyplot on the file-only Agg backend, or a clear error naming the install."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise DeployError(f"deploy report draws its plots with matplotlib, which is not installed: {INSTALL_HINT}") \
-            from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, ax, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
-    ax.set_title(textwrap.fill(title, 70), fontsize=11)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=DPI)
-    fig.clf()
-    require().close(fig)
-    return path
-
-
-def _figure():
-    plt = require()
-    fig, ax = plt.subplots(figsize=SIZE_IN, layout="constrained")
-    return fig, ax
+    """matplotlib, checked before a report writes anything."""
+    return plots.pyplot()
 
 
 def score_histogram(runs: list[Run], path: Path) -> Path:
     """Per-image IoU of each run over [0, 1], with its mean in the legend."""
-    fig, ax = _figure()
-    bins = np.linspace(0, 1, 21)
-    counts = []
-    for r in runs:
-        ious = np.array([row.iou for row in r.rows.values() if row.iou is not None])
-        if ious.size:
-            ax.hist(ious, bins=bins, histtype="step" if len(runs) > 1 else "bar", linewidth=1.8,
-                    label=f"{r.label}: mean {ious.mean():.4f} ({ious.size} images)")
-            counts.append(ious.size)
-    if counts:
-        ax.legend(fontsize=8, loc="upper left")
-    ax.set_xlim(0, 1)
-    title = "Per-image IoU" + (f" ({max(counts)} images)" if counts else ": no image was scored")
-    return _save(fig, ax, path, title, "per-image IoU (UNET-ZOO)", "images")
+    series = [(r.label, [row.iou for row in r.rows.values() if row.iou is not None]) for r in runs]
+    most = max(len(v) for _, v in series)
+    return plots.iou_histogram(series, path, f"Per-image IoU ({most} images)" if most
+                               else "Per-image IoU: no image was scored")
 
 
 def delta_histogram(comp: Comparison, path: Path) -> Path:
     """IoU(run) − IoU(base) per image: the mass left of 0 is what the lower precision cost."""
-    fig, ax = _figure()
+    fig, ax = plots.figure()
     vals = [np.array([comp.delta[r.label][i] for i in comp.images]) for r in comp.others]
     lo = min(-0.01, min(v.min() for v in vals))
     hi = max(0.01, max(v.max() for v in vals))
@@ -76,13 +37,13 @@ def delta_histogram(comp: Comparison, path: Path) -> Path:
         ax.hist(v, bins=bins, histtype="step", linewidth=1.8, label=f"{r.label}: mean {v.mean():+.4f}")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, ax, path, f"Per-image IoU change against {comp.base.label} ({len(comp.images)} images)",
-                 f"IoU(run) − IoU({comp.base.label})", "images")
+    return plots.save(fig, ax, path, f"Per-image IoU change against {comp.base.label} ({len(comp.images)} images)",
+                      f"IoU(run) − IoU({comp.base.label})", "images")
 
 
 def scatter(comp: Comparison, path: Path) -> Path:
     """Base IoU against each run's: points below the diagonal got worse."""
-    fig, ax = _figure()
+    fig, ax = plots.figure()
     base = np.array([comp.base.rows[i].iou for i in comp.images])
     for r in comp.others:
         ax.scatter(base, [r.rows[i].iou for i in comp.images], s=8, alpha=0.6, label=r.label)
@@ -90,8 +51,8 @@ def scatter(comp: Comparison, path: Path) -> Path:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, ax, path, f"Per-image IoU: each run against {comp.base.label}",
-                 f"IoU ({comp.base.label})", "IoU (run)")
+    return plots.save(fig, ax, path, f"Per-image IoU: each run against {comp.base.label}",
+                      f"IoU ({comp.base.label})", "IoU (run)")
 
 
 LAYER_MODES = {"accumulated": "int8 from the input", "isolated": "only this conv in int8"}
@@ -102,9 +63,8 @@ def layer_sqnr(layers: list[dict], path: Path, title: str) -> Path:
     `deploy analyze` writes them in analysis.json): accumulated (int8 from the input) and isolated
     (only that conv in int8); the convs flagged worst in a mode are circled on its line. Exact outputs
     (SQNR null) sit on the top edge."""
-    plt = require()
     n = len(layers)
-    fig, ax = plt.subplots(figsize=(min(max(SIZE_IN[0], 0.16 * n + 2.5), 16.0), 4.8), layout="constrained")
+    fig, ax = plots.figure((min(max(plots.SIZE_IN[0], 0.16 * n + 2.5), 16.0), 4.8))
     x = np.arange(n)
     series = {k: np.array([np.nan if L[k]["sqnr_db"] is None else L[k]["sqnr_db"] for L in layers], float)
               for k in ("accumulated", "isolated")}
@@ -122,7 +82,7 @@ def layer_sqnr(layers: list[dict], path: Path, title: str) -> Path:
     ax.set_xticklabels([_short(L["node"]) for L in layers][::step], rotation=90, fontsize=7)
     ax.set_xlim(-0.5, max(n, 1) - 0.5)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, ax, path, title, "quantized conv (graph order)", "SQNR vs fp32 (dB)")
+    return plots.save(fig, ax, path, title, "quantized conv (graph order)", "SQNR vs fp32 (dB)")
 
 
 def _short(name: str, width: int = 28) -> str:
